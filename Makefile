@@ -1,0 +1,35 @@
+# Two commands set everything up on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.edge_str-installed
+DEMO_DIR ?= demo
+
+.PHONY: venv test lint demo bench clean
+
+venv: $(STAMP)
+
+# torch is pinned first so pip takes the local CPU wheel instead of the CUDA build;
+# torchaudio is then made CPU-only by tools/install_torchaudio_cpu.sh (see README).
+$(STAMP): pyproject.toml tools/install_torchaudio_cpu.sh
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q "torch==2.13.0"
+	bash tools/install_torchaudio_cpu.sh $(BIN)/python
+	$(BIN)/pip install -q -e ".[test]"
+	touch $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: lint
+	$(BIN)/python -m pytest
+
+demo: $(STAMP)
+	$(BIN)/python -m edge_str.demo --out $(DEMO_DIR)
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

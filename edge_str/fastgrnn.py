@@ -1,0 +1,158 @@
+"""FastGRNN with low-rank W and U whose ranks can be learned by STR.
+
+Kusupati et al., "FastGRNN: A Fast, Accurate, Stable and Tiny Kilobyte Sized Gated Recurrent
+Neural Network", NeurIPS 2018, eqs. (3)-(4), with W and U shared by both gates:
+    z_t  = sigmoid(W x_t + U h_{t-1} + b_z)
+    h~_t = tanh(W x_t + U h_{t-1} + b_h)
+    h_t  = z_t ⊙ h_{t-1} + (sigmoid(zeta) (1 - z_t) + sigmoid(nu)) ⊙ h~_t
+zeta and nu are trained scalars (init 1.0 and -4.0). Each of W and U is a ``LowRankMatrix``:
+dense, fixed rank, or STR rank (g = exp on its singular values).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+from edge_str.lowrank import CompactMatrix, LowRankMatrix
+from edge_str.normalize import FeatureNormalizer
+
+# Elementwise multiplies per hidden unit per step in the h_t update: z⊙h, sigmoid(zeta)·(1-z),
+# and the coefficient ⊙ h~.
+_ELEMENTWISE_MACS_PER_UNIT = 3
+
+
+def fastgrnn_step(
+    wx_t: torch.Tensor,
+    h: torch.Tensor,
+    u: torch.Tensor,
+    bias_gate: torch.Tensor,
+    bias_update: torch.Tensor,
+    zeta: torch.Tensor,
+    nu: torch.Tensor,
+) -> torch.Tensor:
+    """One FastGRNN step given the input projection W x_t (B, H) and state h (B, H)."""
+    pre = wx_t + h @ u.T  # W x_t + U h_{t-1}, (B, H)
+    z = torch.sigmoid(pre + bias_gate)
+    h_tilde = torch.tanh(pre + bias_update)
+    return z * h + (torch.sigmoid(zeta) * (1 - z) + torch.sigmoid(nu)) * h_tilde
+
+
+class FastGRNNCell(nn.Module):
+    """FastGRNN cell; W (H x F) and U (H x H) each dense, fixed low rank, or STR low rank."""
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        *,
+        w_mode: str = "str",
+        u_mode: str = "str",
+        rank_w: int | None = None,
+        rank_u: int | None = None,
+        s_init: float = -10.0,
+        zeta_init: float = 1.0,
+        nu_init: float = -4.0,
+    ) -> None:
+        super().__init__()
+        self.input_size, self.hidden_size = input_size, hidden_size
+        self.W = LowRankMatrix(hidden_size, input_size, w_mode, rank_w, s_init=s_init)
+        self.U = LowRankMatrix(hidden_size, hidden_size, u_mode, rank_u, s_init=s_init)
+        self.bias_gate = nn.Parameter(torch.ones(hidden_size))  # b_z
+        self.bias_update = nn.Parameter(torch.ones(hidden_size))  # b_h
+        self.zeta = nn.Parameter(torch.tensor([zeta_init]))
+        self.nu = nn.Parameter(torch.tensor([nu_init]))
+
+    def forward(self, x_t: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        """One step: x_t (B, F), h (B, H) -> h' (B, H)."""
+        return fastgrnn_step(
+            self.W(x_t), h, self.U.matrix(), self.bias_gate, self.bias_update, self.zeta, self.nu
+        )
+
+
+class FastGRNN(nn.Module):
+    """Runs a ``FastGRNNCell`` over a sequence (batch first)."""
+
+    def __init__(self, input_size: int, hidden_size: int, **cell_kwargs) -> None:
+        super().__init__()
+        self.cell = FastGRNNCell(input_size, hidden_size, **cell_kwargs)
+
+    @property
+    def hidden_size(self) -> int:
+        return self.cell.hidden_size
+
+    def forward(self, x: torch.Tensor, h0: torch.Tensor | None = None) -> torch.Tensor:
+        """x (B, T, F) -> final state h_T (B, H)."""
+        cell = self.cell
+        h = x.new_zeros(x.shape[0], cell.hidden_size) if h0 is None else h0
+        # Thresholded matrices once per forward; W x_t for all steps in one product.
+        with parametrize.cached():
+            wx = cell.W(x)  # (B, T, H)
+            u = cell.U.matrix()  # (H, H)
+            for t in range(x.shape[1]):
+                h = fastgrnn_step(
+                    wx[:, t], h, u, cell.bias_gate, cell.bias_update, cell.zeta, cell.nu
+                )
+        return h
+
+
+class FastGRNNClassifier(nn.Module):
+    """Feature normalisation -> FastGRNN -> linear head on the last state."""
+
+    def __init__(
+        self, input_size: int, hidden_size: int, num_classes: int, **cell_kwargs
+    ) -> None:
+        super().__init__()
+        self.normalizer = FeatureNormalizer(input_size)
+        self.rnn = FastGRNN(input_size, hidden_size, **cell_kwargs)
+        self.head = nn.Linear(hidden_size, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Raw features x (B, T, F) -> logits (B, C)."""
+        return self.head(self.rnn(self.normalizer(x)))
+
+    def effective_ranks(self) -> dict[str, int]:
+        return {"W": self.rnn.cell.W.effective_rank(), "U": self.rnn.cell.U.effective_rank()}
+
+    def full_ranks(self) -> dict[str, int]:
+        return {"W": self.rnn.cell.W.full_rank, "U": self.rnn.cell.U.full_rank}
+
+    def thresholds(self) -> dict[str, float | None]:
+        return {"W": self.rnn.cell.W.threshold(), "U": self.rnn.cell.U.threshold()}
+
+    def cost(self) -> ModelCost:
+        """Parameters and MACs per step, as trained and after compaction."""
+        cell = self.rnn.cell
+        compact_w, compact_u = cell.W.compact(), cell.U.compact()
+        return ModelCost(
+            params_trained=sum(p.numel() for p in self.parameters()),
+            params_compact=_params_compact(self, compact_w, compact_u),
+            macs_per_step_trained=_macs_per_step(cell.W.macs(), cell.U.macs(), cell.hidden_size),
+            macs_per_step_compact=_macs_per_step(
+                compact_w.macs(), compact_u.macs(), cell.hidden_size
+            ),
+            head_macs=self.head.in_features * self.head.out_features,
+        )
+
+
+@dataclass
+class ModelCost:
+    params_trained: int
+    params_compact: int
+    macs_per_step_trained: int
+    macs_per_step_compact: int
+    head_macs: int  # once per sequence, on the last state
+
+
+def _macs_per_step(w_macs: int, u_macs: int, hidden: int) -> int:
+    return w_macs + u_macs + _ELEMENTWISE_MACS_PER_UNIT * hidden
+
+
+def _params_compact(model: FastGRNNClassifier, w: CompactMatrix, u: CompactMatrix) -> int:
+    cell = model.rnn.cell
+    scalars = sum(p.numel() for p in (cell.bias_gate, cell.bias_update, cell.zeta, cell.nu))
+    head = sum(p.numel() for p in model.head.parameters())
+    return w.params() + u.params() + scalars + head
