@@ -1,0 +1,158 @@
+"""Training configuration as dataclasses, loadable from YAML, with command-line overrides.
+
+Precedence: dataclass defaults < task defaults < YAML file < command-line flags.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from edge_str.data import DataConfig
+from edge_str.errors import EdgeStrError
+
+TASKS = ("google12", "har2", "digits")
+
+
+@dataclass
+class ModelConfig:
+    arch: str = "fastgrnn"  # fastgrnn | dscnn | resnet | mobilenetv1
+    hidden: int = 100
+    rank_mode: str = "str"  # FastGRNN matrices: str (learned rank) | fixed | dense
+    rank_w: int | None = None  # fixed mode: rank of W (default full)
+    rank_u: int | None = None  # fixed mode: rank of U (default full)
+    s_init: float = -10.0  # STR threshold init; g = exp on singular values: exp(-10) ~ 4.5e-5
+    # CNN path
+    sparsity: str = "str"  # str | gmp | dense (CNN weights)
+    str_granularity: str = "layer"  # layer | global | channel | weight
+    cnn_s_init: float = -100.0  # g = sigmoid on weights, as in the paper's small models
+    sparsify_first_last: bool = False
+    width: float = 1.0  # CNN width multiplier
+    depth: int = 18  # ResNet depth
+    gmp_target: float = 0.9  # GMP overall target sparsity
+    gmp_start_epoch: int = 0
+    gmp_end_fraction: float = 0.75  # GMP reaches its target at this fraction of training
+    budget_from: str | None = None  # RUN of an STR model whose per-layer sparsities GMP targets
+
+
+@dataclass
+class OptimConfig:
+    epochs: int = 30
+    batch_size: int = 100
+    lr: float = 1e-2
+    weight_decay: float = 1e-4  # mu of STR: the same decay on weights and thresholds ...
+    threshold_decay: float | None = None  # ... unless set here
+    lr_decay_epochs: int = 0  # 0: cosine decay over all epochs; N: halve every N epochs
+    grad_clip: float = 5.0
+
+
+@dataclass
+class TrainConfig:
+    task: str = "google12"
+    data_dir: str = ""
+    out: str = ""
+    seed: int = 0
+    device: str = "cpu"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], source: str = "config") -> TrainConfig:
+        raw = dict(raw)
+        sections = {"model": ModelConfig, "optim": OptimConfig, "data": DataConfig}
+        kwargs: dict[str, Any] = {}
+        for key, value in raw.items():
+            if key in sections:
+                kwargs[key] = _build(sections[key], value or {}, f"{source}: {key}")
+            elif key in _field_names(cls):
+                kwargs[key] = value
+            else:
+                raise EdgeStrError(f"{source}: unknown setting {key!r}")
+        return cls(**kwargs)
+
+
+# Paper settings (FastGRNN, NeurIPS 2018): Google-12 hidden 100, HAR-2 hidden 80, batch 100, lr 1e-2.
+TASK_DEFAULTS: dict[str, dict[str, Any]] = {
+    "google12": {"model": {"hidden": 100}},
+    "har2": {"model": {"hidden": 80}},
+    "digits": {"model": {"arch": "resnet"}},
+}
+
+
+def _field_names(cls) -> set[str]:
+    return {f.name for f in dataclasses.fields(cls)}
+
+
+def _build(cls, raw: dict[str, Any], source: str):
+    if not isinstance(raw, dict):
+        raise EdgeStrError(f"{source}: expected a mapping, got {raw!r}")
+    unknown = set(raw) - _field_names(cls)
+    if unknown:
+        raise EdgeStrError(f"{source}: unknown setting(s) {', '.join(sorted(unknown))}")
+    return cls(**raw)
+
+
+def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise EdgeStrError(f"{path}: config file not found") from None
+    except yaml.YAMLError as error:
+        raise EdgeStrError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise EdgeStrError(f"{path}: expected a mapping of settings at the top level")
+    return raw
+
+
+def make_config(
+    task: str, yaml_path: str | Path | None = None, overrides: dict[str, Any] | None = None
+) -> TrainConfig:
+    """Build the config: defaults, then the task's defaults, then YAML, then ``overrides``.
+
+    ``overrides`` is nested like the YAML (``{"model": {"hidden": 64}, "seed": 3}``); None values
+    are ignored so unset command-line flags leave the file's values alone.
+    """
+    raw: dict[str, Any] = {}
+    if yaml_path is not None:
+        raw = read_yaml(yaml_path)
+        task = raw.get("task", task)
+    if task not in TASKS:
+        raise EdgeStrError(f"unknown task {task!r}; choose from {', '.join(TASKS)}")
+    merged = _merge(TASK_DEFAULTS.get(task, {}), raw)
+    merged = _merge(merged, _drop_none(overrides or {}))
+    merged["task"] = task
+    source = str(yaml_path) if yaml_path is not None else "config"
+    return TrainConfig.from_dict(merged, source)
+
+
+def _drop_none(tree: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            value = _drop_none(value)
+            if value:
+                out[key] = value
+        elif value is not None:
+            out[key] = value
+    return out
