@@ -1,4 +1,4 @@
-"""edge_str: learned sparsity (STR) and learned low rank for tiny recurrent and convolutional models."""
+"""edge_str: learned sparsity (STR) and learned rank for tiny recurrent and convolutional nets."""
 
 from edge_str.errors import EdgeStrError
 from edge_str.fastgrnn import FastGRNN, FastGRNNCell, FastGRNNClassifier, ModelCost

@@ -79,7 +79,7 @@ class TrainConfig:
         return cls(**kwargs)
 
 
-# Paper settings (FastGRNN, NeurIPS 2018): Google-12 hidden 100, HAR-2 hidden 80, batch 100, lr 1e-2.
+# FastGRNN paper settings: Google-12 hidden 100, HAR-2 hidden 80 (batch 100, lr 1e-2).
 TASK_DEFAULTS: dict[str, dict[str, Any]] = {
     "google12": {"model": {"hidden": 100}},
     "har2": {"model": {"hidden": 80}},
