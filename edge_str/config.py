@@ -126,9 +126,13 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 
 
 def make_config(
-    task: str, yaml_path: str | Path | None = None, overrides: dict[str, Any] | None = None
+    task: str | None = None,
+    yaml_path: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
 ) -> TrainConfig:
     """Build the config: defaults, then the task's defaults, then YAML, then ``overrides``.
+
+    ``task`` (a command-line flag) beats the file's ``task``; google12 when neither gives one.
 
     ``overrides`` is nested like the YAML (``{"model": {"hidden": 64}, "seed": 3}``); None values
     are ignored so unset command-line flags leave the file's values alone.
@@ -136,7 +140,7 @@ def make_config(
     raw: dict[str, Any] = {}
     if yaml_path is not None:
         raw = read_yaml(yaml_path)
-        task = raw.get("task", task)
+    task = task or raw.get("task", "google12")
     if task not in TASKS:
         raise EdgeStrError(f"unknown task {task!r}; choose from {', '.join(TASKS)}")
     merged = _merge(TASK_DEFAULTS.get(task, {}), raw)

@@ -101,7 +101,7 @@ class LowRankMatrix(nn.Module):
     def threshold(self) -> float | None:
         """exp(s) of the STR threshold on sigma, or None without STR."""
         for _, _, _, p in str_parametrizations(self):
-            return float(p.threshold().max())
+            return float(p.threshold().detach().max())
         return None
 
     def params(self) -> int:

@@ -1,0 +1,76 @@
+"""`edge-str train`: train a model on a task, with checkpoints and resume."""
+
+from __future__ import annotations
+
+import argparse
+
+from edge_str.config import TASKS, make_config
+from edge_str.lowrank import RANK_MODES
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "train",
+        help="train a model (STR low-rank FastGRNN by default)",
+        description="Train a model; writes RUN/config.json, metrics.jsonl, checkpoints, final.json",
+    )
+    p.add_argument("--task", choices=TASKS, help="task (default google12, or the config's)")
+    p.add_argument("--data", help="data directory in the task's layout")
+    p.add_argument("--out", required=True, help="run directory to write")
+    p.add_argument("--config", help="YAML config (command-line flags override it)")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", choices=("cpu", "cuda"))
+    p.add_argument("--hidden", type=int, help="FastGRNN hidden size")
+    p.add_argument("--rank-mode", choices=RANK_MODES, help="FastGRNN W/U: learned, fixed or dense")
+    p.add_argument("--rank-w", type=int, help="rank of W in fixed mode")
+    p.add_argument("--rank-u", type=int, help="rank of U in fixed mode")
+    p.add_argument("--weight-decay", type=float, help="mu: decay of weights and thresholds")
+    p.add_argument("--threshold-decay", type=float, help="decay of thresholds, if not mu")
+    p.add_argument("--s-init", type=float, help="initial STR threshold parameter s")
+    p.add_argument("--resume", action="store_true", help="continue RUN from its last checkpoint")
+    p.set_defaults(func=run)
+
+
+def overrides_from_args(args: argparse.Namespace) -> dict:
+    """Command-line flags as a nested override of the config (None = not given)."""
+    return {
+        "data_dir": args.data,
+        "out": args.out,
+        "seed": args.seed,
+        "device": args.device,
+        "model": {
+            "hidden": args.hidden,
+            "rank_mode": args.rank_mode,
+            "rank_w": args.rank_w,
+            "rank_u": args.rank_u,
+            "s_init": args.s_init,
+        },
+        "optim": {
+            "epochs": args.epochs,
+            "batch_size": args.batch_size,
+            "lr": args.lr,
+            "weight_decay": args.weight_decay,
+            "threshold_decay": args.threshold_decay,
+        },
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    from edge_str.errors import EdgeStrError
+    from edge_str.training import train
+
+    cfg = make_config(args.task, args.config, overrides_from_args(args))
+    if not cfg.data_dir and not args.resume:
+        raise EdgeStrError("--data is required (or data_dir in the --config file)")
+    final = train(cfg, resume=args.resume)
+    ranks, full = final.get("ranks"), final.get("full_ranks")
+    shape = f" ranks W {ranks['W']}/{full['W']} U {ranks['U']}/{full['U']}," if ranks else ""
+    print(
+        f"trained {final['task']} {final['arch']}: test {final['test_accuracy']:.2%} "
+        f"(val {final['val_accuracy']:.2%}),{shape} {final['params']:,} params "
+        f"-> {args.out}/final.json"
+    )
+    return 0

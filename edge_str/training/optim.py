@@ -1,0 +1,43 @@
+"""Optimizer and learning-rate schedule for STR training.
+
+STR objective (Kusupati et al., ICML 2020, eq. 3): L(S_g(W, s)) + mu * sum_l (||W_l||^2 + s_l^2):
+the same decay mu on weights and thresholds. PyTorch's coupled ``weight_decay=mu`` adds mu·w to
+each gradient, i.e. the penalty (mu/2)(||W||^2 + s^2). Groups are found by type (the STR
+parametrization's ``s``), never by parameter-name substrings.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from edge_str.config import OptimConfig
+from edge_str.parametrization import threshold_parameters
+
+
+def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:
+    """Adam (the FastGRNN paper's optimizer) with thresholds in their own decay group."""
+    thresholds = threshold_parameters(model)
+    threshold_ids = {id(p) for p in thresholds}
+    weights = [p for p in model.parameters() if id(p) not in threshold_ids]
+    threshold_decay = cfg.weight_decay if cfg.threshold_decay is None else cfg.threshold_decay
+    groups = [{"params": weights, "weight_decay": cfg.weight_decay, "name": "weights"}]
+    if thresholds:
+        groups.append({"params": thresholds, "weight_decay": threshold_decay, "name": "thresholds"})
+    return torch.optim.Adam(groups, lr=cfg.lr)
+
+
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, cfg: OptimConfig
+) -> torch.optim.lr_scheduler.LRScheduler:
+    """Per-epoch schedule: halve every ``lr_decay_epochs``, or cosine to lr/100 when 0."""
+    if cfg.lr_decay_epochs > 0:
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.lr_decay_epochs, gamma=0.5)
+
+    def cosine(epoch: int) -> float:
+        progress = min(epoch / max(cfg.epochs, 1), 1.0)
+        return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, cosine)

@@ -1,0 +1,40 @@
+"""What a model reports each epoch and at the end: ranks, thresholds, size, MACs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from edge_str.fastgrnn import FastGRNNClassifier
+
+FLOAT32_BYTES = 4
+
+
+def model_summary(model: nn.Module) -> dict[str, Any]:
+    """Size and structure of ``model`` as it will be deployed (after bake + compaction)."""
+    if isinstance(model, FastGRNNClassifier):
+        cost = model.cost()
+        return {
+            "ranks": model.effective_ranks(),
+            "full_ranks": model.full_ranks(),
+            "thresholds": model.thresholds(),
+            "params": cost.params_compact,
+            "params_trained": cost.params_trained,
+            "bytes": cost.params_compact * FLOAT32_BYTES,
+            "macs_per_step": cost.macs_per_step_compact,
+            "macs_per_step_trained": cost.macs_per_step_trained,
+            "head_macs": cost.head_macs,
+        }
+    raise TypeError(f"no summary for {type(model).__name__}")
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    """Short text for the per-epoch line."""
+    if "ranks" in summary:
+        ranks, full = summary["ranks"], summary["full_ranks"]
+        return (
+            f"ranks W {ranks['W']}/{full['W']} U {ranks['U']}/{full['U']} "
+            f"params {summary['params']:,}"
+        )
+    return f"params {summary['params']:,}"
