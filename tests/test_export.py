@@ -413,3 +413,22 @@ def test_export_run_api(trained_state, heldout, tmp_path):
     report = export_run(run, tmp_path / "api.onnx", *heldout, streaming=True)
     assert report["ranks"]["W"]["kept"] == 3 and report["accuracy"]["onnx"] is not None
     assert json.loads((tmp_path / "api.json").read_text()) == report
+    assert report["heldout"] == {"source": "given", "examples": len(heldout[0]), "note": None}
+
+    # Held-out data fetched lazily, only for a run that can be exported.
+    asked = []
+
+    def no_data(info):
+        asked.append(info.config.task)
+        return None, None, "no test split here"
+
+    report = export_run(run, tmp_path / "lazy.onnx", heldout=no_data)
+    assert asked == ["google12"]
+    assert report["heldout"] == {"source": "random", "examples": 64, "note": "no test split here"}
+    assert report["accuracy"]["onnx"] is None
+    zero = _make_run(tmp_path / "zero", _model(trained_state, w_zero=True, u_zero=True))
+    with pytest.raises(edge_str.EdgeStrError, match="nothing to export"):
+        export_run(zero, tmp_path / "z.onnx", heldout=no_data)
+    with pytest.raises(edge_str.EdgeStrError, match="--opset"):
+        export_run(run, tmp_path / "o.onnx", heldout=no_data, opset=7)
+    assert asked == ["google12"]

@@ -15,6 +15,7 @@ from edge_str.export.compact_model import (
     CompactProjection,
     clone_fastgrnn,
     compact_fastgrnn,
+    refuse_unexportable,
 )
 from edge_str.export.onnx_export import (
     DEFAULT_OPSET,
@@ -30,6 +31,7 @@ from edge_str.export.onnx_export import (
     run_onnx_streaming,
     summary_line,
     tidy_graph,
+    validate_options,
 )
 
 __all__ = [
@@ -43,6 +45,7 @@ __all__ = [
     "ExportPaths",
     "clone_fastgrnn",
     "compact_fastgrnn",
+    "refuse_unexportable",
     "export_model",
     "export_run",
     "onnx_session",
@@ -51,4 +54,5 @@ __all__ = [
     "run_onnx_streaming",
     "summary_line",
     "tidy_graph",
+    "validate_options",
 ]

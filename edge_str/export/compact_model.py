@@ -231,8 +231,15 @@ def compact_fastgrnn(model: FastGRNNClassifier) -> tuple[CompactFastGRNN, dict[s
             shape=(matrix.out_features, matrix.in_features),
             params=compacted.params(),
         )
-    if all(s.rank == 0 for s in summary.values()):
+    refuse_unexportable(baked)
+    return CompactFastGRNN(baked).eval(), summary
+
+
+def refuse_unexportable(model: FastGRNNClassifier) -> None:
+    """Raise ``EdgeStrError`` when STR pruned every rank of W and U: nothing to export."""
+    if not isinstance(model, FastGRNNClassifier):
+        raise EdgeStrError(f"export supports FastGRNN classifiers only, not {type(model).__name__}")
+    if all(rank == 0 for rank in model.effective_ranks().values()):
         raise EdgeStrError(
             "every rank was pruned to 0 (W and U): the model ignores its input; nothing to export"
         )
-    return CompactFastGRNN(baked).eval(), summary

@@ -29,10 +29,10 @@ from __future__ import annotations
 import math
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnx
@@ -46,8 +46,12 @@ from edge_str.export.compact_model import (
     CompactFastGRNNStep,
     MatrixSummary,
     compact_fastgrnn,
+    refuse_unexportable,
 )
 from edge_str.fastgrnn import FastGRNNClassifier
+
+if TYPE_CHECKING:
+    from edge_str.run import RunInfo
 
 DEFAULT_OPSET = 13  # the newest op this graph needs is opset-13 Split/Squeeze; MCU tools know 13
 MIN_OPSET, MAX_OPSET = 13, 20  # 20: the newest opset the TorchScript exporter writes
@@ -445,6 +449,16 @@ def random_heldout(model: FastGRNNClassifier, n: int, steps: int, seed: int = 0)
     return (mean + std * noise).float()
 
 
+def validate_options(out: str | os.PathLike, opset: int, fixed_batch: int | None) -> ExportPaths:
+    """Refuse a bad --out, --opset or --fixed-batch; returns the files the export would write."""
+    paths = ExportPaths.for_output(out)
+    if not MIN_OPSET <= opset <= MAX_OPSET:
+        raise EdgeStrError(f"--opset {opset}: supported opsets are {MIN_OPSET}..{MAX_OPSET}")
+    if fixed_batch is not None and fixed_batch < 1:
+        raise EdgeStrError(f"--fixed-batch {fixed_batch}: must be at least 1")
+    return paths
+
+
 def export_model(
     model: FastGRNNClassifier,
     out: str | os.PathLike,
@@ -457,6 +471,7 @@ def export_model(
     fixed_batch: int | None = None,
     class_names: Sequence[str] | None = None,
     heldout_source: str = "given",
+    heldout_note: str | None = None,
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Bake, compact and export ``model``; check the files; write them and FILE.json.
@@ -467,11 +482,7 @@ def export_model(
     to FILE.json). Raises ``EdgeStrError`` when the model cannot be exported or a check fails;
     then nothing is written.
     """
-    paths = ExportPaths.for_output(out)
-    if not MIN_OPSET <= opset <= MAX_OPSET:
-        raise EdgeStrError(f"--opset {opset}: supported opsets are {MIN_OPSET}..{MAX_OPSET}")
-    if fixed_batch is not None and fixed_batch < 1:
-        raise EdgeStrError(f"--fixed-batch {fixed_batch}: must be at least 1")
+    paths = validate_options(out, opset, fixed_batch)
     if not isinstance(model, FastGRNNClassifier):
         raise EdgeStrError(f"export supports FastGRNN classifiers only, not {type(model).__name__}")
     x = torch.as_tensor(x, dtype=torch.float32)
@@ -538,7 +549,11 @@ def export_model(
             "file_bytes": {"onnx": (tmp / "seq.onnx").stat().st_size},
             "graph_nodes": len(seq.graph.node),
             "op_types": sorted(op_types(seq)),
-            "heldout": {"source": heldout_source, "examples": int(x.shape[0])},
+            "heldout": {
+                "source": heldout_source,
+                "examples": int(x.shape[0]),
+                "note": heldout_note,
+            },
             "max_abs_diff": parity["max_abs_diff"],
             "top1_agreement": parity["top1_agreement"],
             "max_abs_diff_compact_torch": float(np.abs(compact_logits - reference).max()),
@@ -707,45 +722,58 @@ def _warnings(summary: dict[str, MatrixSummary]) -> list[str]:
 # ----------------------------------------------------------------------------- run directories
 
 
+HeldoutLoader = Callable[["RunInfo"], tuple[torch.Tensor | None, torch.Tensor | None, str]]
+
+
 def export_run(
     run_dir: str | os.PathLike,
     out: str | os.PathLike,
     x: torch.Tensor | None = None,
     y: torch.Tensor | None = None,
     *,
+    heldout: HeldoutLoader | None = None,
     checkpoint: str | None = None,
     streaming: bool = False,
     int8: bool = False,
     opset: int = DEFAULT_OPSET,
     fixed_batch: int | None = None,
-    heldout_source: str | None = None,
+    heldout_source: str = "given",
     random_examples: int = DEFAULT_RANDOM_EXAMPLES,
     seed: int = 0,
 ) -> dict[str, Any]:
     """Export the kept (best-validation) model of a training run; see ``export_model``.
 
-    ``x``/``y``: held-out raw features (N, T, F) and labels, e.g. the test split. Without them,
-    ``random_examples`` random sequences (no labels, so no accuracy) are used for the parity
-    checks, of the run's input length.
+    ``x``/``y``: held-out raw features (N, T, F) and labels, e.g. the test split. Or
+    ``heldout(run_info) -> (x, y, source)``, called only once the options are valid and the
+    run's model loaded and found exportable (so a refusal never waits for data); it may return
+    (None, None, reason). Without held-out inputs, ``random_examples`` random sequences of the
+    run's input length (no labels, so no accuracy) are used for the parity checks and the
+    report's ``heldout`` says why.
     """
     from edge_str.run import BEST_CHECKPOINT, load_trained_model
 
+    validate_options(out, opset, fixed_batch)
     info, model = load_trained_model(run_dir, checkpoint or BEST_CHECKPOINT)
     if not isinstance(model, FastGRNNClassifier):
         raise EdgeStrError(f"{run_dir}: export supports FastGRNN runs only")
+    refuse_unexportable(model)
+    reason = None
+    if x is None and heldout is not None:
+        x, y, heldout_source = heldout(info)
+        if x is None:
+            reason = heldout_source
     if x is None:
-        steps = int(info.input_shape[0]) if len(info.input_shape) == 2 else None
-        if steps is None:
+        if len(info.input_shape) != 2:
             raise EdgeStrError(f"{run_dir}: input_shape {info.input_shape} is not (T, F)")
-        x = random_heldout(model, random_examples, steps, seed)
+        x = random_heldout(model, random_examples, int(info.input_shape[0]), seed)
         y = None
-        heldout_source = heldout_source or "random"
+        heldout_source = "random"
     elif tuple(x.shape[1:]) != tuple(info.input_shape):
         raise EdgeStrError(
             f"held-out inputs of shape {tuple(x.shape[1:])}; {run_dir} was trained on "
             f"{tuple(info.input_shape)}"
         )
-    return export_model(
+    report = export_model(
         model,
         out,
         x,
@@ -755,9 +783,11 @@ def export_run(
         opset=opset,
         fixed_batch=fixed_batch,
         class_names=info.class_names,
-        heldout_source=heldout_source or "given",
+        heldout_source=heldout_source,
         extra={"run": str(run_dir), "task": info.config.task},
+        heldout_note=reason,
     )
+    return report
 
 
 def summary_line(report: dict[str, Any]) -> str:
