@@ -19,6 +19,7 @@ import torch
 from torch.nn.utils import parametrize
 
 import edge_str.data
+from edge_str.cli import main
 from edge_str.config import make_config
 from edge_str.export import (
     FLOAT_OPS,
@@ -408,6 +409,68 @@ def test_failed_check_writes_nothing(trained_state, heldout, tmp_path, monkeypat
 # --------------------------------------------------------------------------- command line
 
 
+def test_cli_exports_a_run(trained_state, tmp_path, capsys, monkeypatch):
+    monkeypatch.delattr(edge_str.data, "load_task", raising=False)
+    run = _make_run(tmp_path / "run", _model(trained_state, w=3, u=5))
+    out = tmp_path / "exp" / "kws.onnx"
+    assert main(["export", str(run), "--out", str(out), "--streaming", "--int8"]) == 0
+    captured = capsys.readouterr()
+    lines = captured.out.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"exported {out}: ranks W 3/8, U 5/32")
+    assert "random held-out inputs" in lines[0]
+    assert "parity checked on random inputs" in captured.err
+    report = json.loads((tmp_path / "exp" / "kws.json").read_text())
+    for name in ("kws.onnx", "kws.step.onnx", "kws.int8.onnx", "kws.step.int8.onnx"):
+        assert (tmp_path / "exp" / name).is_file()
+    assert report["file_bytes"]["onnx"] == out.stat().st_size
+    assert report["heldout"] == {
+        "source": "random",
+        "examples": 64,
+        "note": "no data folder (pass --data DIR)",
+    }
+    assert report["accuracy"] == {"torch": None, "onnx": None, "int8": None, "int8_change": None}
+    assert report["class_names"] == CLASS_NAMES and report["task"] == "google12"
+    assert report["max_abs_diff"] <= PARITY_TOLERANCE and report["top1_agreement"] == 1.0
+    meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
+    assert json.loads(meta["edge_str.class_names"]) == CLASS_NAMES
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]  # no temp files
+
+
+def test_cli_uses_the_test_split_through_load_task(trained_state, heldout, tmp_path, monkeypatch):
+    x, y = heldout
+    calls = []
+
+    class FakeTask:
+        def split_tensors(self, split):
+            calls.append(split)
+            return x, y
+
+    def load_task(task, data_dir, data_config):
+        assert task == "google12" and Path(data_dir) == tmp_path / "data"
+        assert isinstance(data_config, edge_str.data.DataConfig)
+        return FakeTask()
+
+    monkeypatch.setattr(edge_str.data, "load_task", load_task, raising=False)
+    (tmp_path / "data").mkdir()
+    model = _model(trained_state, w=3, u=5)
+    run = _make_run(tmp_path / "run", model)
+    out = tmp_path / "m.onnx"
+    assert main(["export", str(run), "--out", str(out), "--data", str(tmp_path / "data")]) == 0
+    assert calls == ["test"]
+    report = json.loads((tmp_path / "m.json").read_text())
+    accuracy = float((run_onnx(out, x).argmax(1) == y.numpy()).mean())
+    assert report["accuracy"]["onnx"] == pytest.approx(accuracy)
+    assert report["heldout"]["examples"] == len(x)
+    assert report["heldout"]["source"].startswith("test split")
+    assert report["heldout"]["note"] is None
+
+    # A run that cannot be exported is refused before any data is read.
+    zero = _make_run(tmp_path / "zero", _model(trained_state, w_zero=True, u_zero=True))
+    args = ["export", str(zero), "--out", str(out), "--data", str(tmp_path / "data")]
+    assert main(args) == 2
+    assert calls == ["test"]
+
+
 def test_export_run_api(trained_state, heldout, tmp_path):
     run = _make_run(tmp_path / "run", _model(trained_state, w=3, u=5))
     report = export_run(run, tmp_path / "api.onnx", *heldout, streaming=True)
@@ -432,3 +495,50 @@ def test_export_run_api(trained_state, heldout, tmp_path):
     with pytest.raises(edge_str.EdgeStrError, match="--opset"):
         export_run(run, tmp_path / "o.onnx", heldout=no_data, opset=7)
     assert asked == ["google12"]
+
+
+def _refused(args, capsys) -> str:
+    assert main(args) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("edge-str: error: "), captured.err
+    assert "Traceback" not in captured.err and captured.out == ""
+    return lines[0]
+
+
+def test_cli_refusals(trained_state, tmp_path, capsys):
+    out = str(tmp_path / "o" / "x.onnx")
+    assert "no such run directory" in _refused(
+        ["export", str(tmp_path / "nope"), "--out", out], capsys
+    )
+
+    no_ckpt = tmp_path / "no_ckpt"
+    no_ckpt.mkdir()
+    save_run_info(no_ckpt, RunInfo(_config(), CLASS_NAMES, (STEPS, FEATURES)))
+    assert "no checkpoint" in _refused(["export", str(no_ckpt), "--out", out], capsys)
+
+    no_config = tmp_path / "no_config"
+    no_config.mkdir()
+    assert "config.json: missing" in _refused(["export", str(no_config), "--out", out], capsys)
+
+    all_zero = _make_run(tmp_path / "zero", _model(trained_state, w_zero=True, u_zero=True))
+    assert "nothing to export" in _refused(["export", str(all_zero), "--out", out], capsys)
+
+    # config says hidden 16, the weights are hidden 32
+    mismatch = tmp_path / "mismatch"
+    _make_run(mismatch, _model(trained_state))
+    save_run_info(mismatch, RunInfo(_config(16), CLASS_NAMES, (STEPS, FEATURES)))
+    assert "do not match" in _refused(["export", str(mismatch), "--out", out], capsys)
+
+    good = _make_run(tmp_path / "good", _model(trained_state, w=3, u=5))
+    assert "must end in .onnx" in _refused(
+        ["export", str(good), "--out", str(tmp_path / "x.bin")], capsys
+    )
+    assert "--opset 9" in _refused(["export", str(good), "--out", out, "--opset", "9"], capsys)
+    assert "--fixed-batch 0" in _refused(
+        ["export", str(good), "--out", out, "--fixed-batch", "0"], capsys
+    )
+    assert "no such folder" in _refused(
+        ["export", str(good), "--out", out, "--data", str(tmp_path / "nodata")], capsys
+    )
+    assert not (tmp_path / "o").exists() or not list((tmp_path / "o").iterdir())
