@@ -1,0 +1,58 @@
+"""ONNX export of STR FastGRNN models: bake STR in, drop pruned ranks, emit standard ONNX ops.
+
+STR: Kusupati et al., "Soft Threshold Weight Reparameterization for Learnable Sparsity", ICML 2020
+(structured case, g = exp on singular values, so ranks are learned). FastGRNN: Kusupati et al.,
+NeurIPS 2018. See ``onnx_export`` for the files written and the checks run before success.
+
+    from edge_str.export import export_run, run_onnx
+    report = export_run("runs/kws", "kws.onnx", x_test, y_test, streaming=True, int8=True)
+    logits = run_onnx("kws.onnx", x_test)            # (N, C) from onnxruntime
+"""
+
+from edge_str.export.compact_model import (
+    CompactFastGRNN,
+    CompactFastGRNNStep,
+    CompactProjection,
+    clone_fastgrnn,
+    compact_fastgrnn,
+    refuse_unexportable,
+)
+from edge_str.export.onnx_export import (
+    DEFAULT_OPSET,
+    FLOAT_OPS,
+    INT8_OPS,
+    PARITY_TOLERANCE,
+    ExportPaths,
+    export_model,
+    export_run,
+    onnx_session,
+    random_heldout,
+    run_onnx,
+    run_onnx_streaming,
+    summary_line,
+    tidy_graph,
+    validate_options,
+)
+
+__all__ = [
+    "DEFAULT_OPSET",
+    "FLOAT_OPS",
+    "INT8_OPS",
+    "PARITY_TOLERANCE",
+    "CompactFastGRNN",
+    "CompactFastGRNNStep",
+    "CompactProjection",
+    "ExportPaths",
+    "clone_fastgrnn",
+    "compact_fastgrnn",
+    "refuse_unexportable",
+    "export_model",
+    "export_run",
+    "onnx_session",
+    "random_heldout",
+    "run_onnx",
+    "run_onnx_streaming",
+    "summary_line",
+    "tidy_graph",
+    "validate_options",
+]

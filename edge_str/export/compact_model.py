@@ -1,0 +1,245 @@
+"""Export-only FastGRNN built from compacted matrices: exactly what a device runs.
+
+FastGRNN (Kusupati et al., NeurIPS 2018) with W and U low rank and their ranks learned by STR
+(Kusupati et al., ICML 2020, structured case: g = exp on the singular values). After
+``bake_str`` every ``LowRankMatrix`` is compacted (``LowRankMatrix.compact``) to one of
+  zero      rank 0: the term W x (or U h) is left out, no weights and no product at all
+  factored  W = L·R with L (m x k), R (k x n), sigma folded into L: x Wᵀ = (x Rᵀ) Lᵀ
+  dense     W (m x n) where k·(m + n) >= m·n, so the product is the cheaper form
+Weights are stored pre-transposed so each product is one plain MatMul on a named initializer.
+
+The modules here hold only plain tensors (no parametrization, no STR) and compute, for raw
+features x (B, T, F):
+  x̂    = (x - mean) / std                          training-split statistics, in the graph
+  Wx   = x̂ Wᵀ                                      (B, T, H), all steps in one product
+  pre  = Wx_t + h Uᵀ
+  z    = sigmoid(pre + b_z);  h~ = tanh(pre + b_h)
+  h'   = z ⊙ h + (sigmoid(zeta) (1 - z) + sigmoid(nu)) ⊙ h~
+  logits = h_T Whᵀ + b
+sigmoid(zeta) and sigmoid(nu) are precomputed (the same float32 ops torch runs), and the
+coefficient is evaluated as (sigmoid(zeta) + sigmoid(nu)) - sigmoid(zeta) ⊙ z: the same value
+to rounding, one node fewer per step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from edge_str.errors import EdgeStrError
+from edge_str.fastgrnn import FastGRNNClassifier
+from edge_str.lowrank import CompactMatrix
+from edge_str.parametrization import bake_str, str_parametrizations
+
+
+class CompactProjection(nn.Module):
+    """x (..., n) -> x Wᵀ (..., m) for a compacted W; ``None`` stands for the zero term."""
+
+    def __init__(self, matrix: CompactMatrix) -> None:
+        super().__init__()
+        self.kind = matrix.kind
+        self.out_features, self.in_features = matrix.out_features, matrix.in_features
+        if matrix.kind == "factored":
+            # x Wᵀ = (x Rᵀ) Lᵀ: Rᵀ (n, k) then Lᵀ (k, m); k is the number of surviving ranks.
+            self.right_t = nn.Parameter(matrix.right.detach().T.contiguous().clone())
+            self.left_t = nn.Parameter(matrix.left.detach().T.contiguous().clone())
+        elif matrix.kind == "dense":
+            self.weight_t = nn.Parameter(matrix.weight.detach().T.contiguous().clone())  # (n, m)
+
+    @property
+    def rank(self) -> int:
+        """Inner dimension kept: k (factored), min(m, n) (dense) or 0 (zero)."""
+        if self.kind == "factored":
+            return self.right_t.shape[1]
+        if self.kind == "dense":
+            return min(self.out_features, self.in_features)
+        return 0
+
+    def params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor | None:
+        if self.kind == "factored":
+            return (x @ self.right_t) @ self.left_t
+        if self.kind == "dense":
+            return x @ self.weight_t
+        return None
+
+
+def _plain(t: torch.Tensor) -> torch.Tensor:
+    return t.detach().clone().float()
+
+
+class CompactFastGRNN(nn.Module):
+    """The compacted classifier: raw features (B, T, F) -> logits (B, C), time loop unrolled.
+
+    Why unrolled: T is fixed per task (99 frames for Google-12, 128 for HAR-2), and a straight
+    line of MatMul/Add/Sigmoid/Tanh/Mul is what microcontroller toolchains (TFLite-Micro via
+    onnx2tf, STM32Cube.AI, TVM/microTVM, CMSIS-NN code generators) convert reliably; ONNX
+    Loop/Scan (a subgraph with its own scoping) is unsupported or partial in most of them.
+    Every step reads the same initializers, so weights are stored once; only the nodes repeat.
+    A device that runs frame by frame uses the single-step graph (``CompactFastGRNNStep``).
+    """
+
+    def __init__(self, model: FastGRNNClassifier) -> None:
+        super().__init__()
+        if not isinstance(model, FastGRNNClassifier):
+            raise EdgeStrError(
+                f"export supports FastGRNN classifiers only, not {type(model).__name__}"
+            )
+        if any(True for _ in str_parametrizations(model)):
+            raise ValueError("bake STR in first (edge_str.bake_str) so the ranks are final")
+        cell = model.rnn.cell
+        self.hidden_size = cell.hidden_size
+        self.input_size = cell.input_size
+        self.num_classes = model.head.out_features
+        self.full_ranks = {"W": cell.W.full_rank, "U": cell.U.full_rank}
+        self.register_buffer("mean", _plain(model.normalizer.mean))  # (F,)
+        self.register_buffer("std", _plain(model.normalizer.std))  # (F,)
+        self.W = CompactProjection(cell.W.compact())  # (F) -> (H)
+        self.U = CompactProjection(cell.U.compact())  # (H) -> (H)
+        self.bias_gate = nn.Parameter(_plain(cell.bias_gate))  # b_z (H,)
+        self.bias_update = nn.Parameter(_plain(cell.bias_update))  # b_h (H,)
+        zeta_gate = torch.sigmoid(_plain(cell.zeta))  # (1,)
+        self.register_buffer("zeta_gate", zeta_gate)
+        self.register_buffer("coef_base", zeta_gate + torch.sigmoid(_plain(cell.nu)))  # (1,)
+        self.head_weight_t = nn.Parameter(_plain(model.head.weight).T.contiguous())  # (H, C)
+        self.head_bias = nn.Parameter(_plain(model.head.bias))  # (C,)
+
+    @property
+    def ranks(self) -> dict[str, int]:
+        return {"W": self.W.rank, "U": self.U.rank}
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+    def update(self, wx_t: torch.Tensor | None, h: torch.Tensor | None) -> torch.Tensor:
+        """One FastGRNN step from W x_t (B, H) and h (B, H); ``None`` is an exactly-zero term.
+
+        h = None is the zero initial state: U h and z ⊙ h vanish exactly, so they are skipped.
+        A zero-rank W or U likewise contributes no product at all.
+        """
+        uh = None if h is None else self.U(h)
+        terms = [t for t in (wx_t, uh) if t is not None]
+        if terms:
+            pre = terms[0] if len(terms) == 1 else terms[0] + terms[1]
+            z = torch.sigmoid(pre + self.bias_gate)
+            h_tilde = torch.tanh(pre + self.bias_update)
+        else:  # W has rank 0 and h = 0: pre is exactly 0 (shapes (H,), batch added at the end)
+            z = torch.sigmoid(self.bias_gate)
+            h_tilde = torch.tanh(self.bias_update)
+        coef = self.coef_base - self.zeta_gate * z  # sigmoid(zeta)(1 - z) + sigmoid(nu)
+        return coef * h_tilde if h is None else z * h + coef * h_tilde
+
+    def classify(self, h: torch.Tensor) -> torch.Tensor:
+        return h @ self.head_weight_t + self.head_bias  # (B, C)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Raw features x (B, T, F) -> logits (B, C)."""
+        wx = self.W(self.normalize(x))  # (B, T, H), or None when W is rank 0
+        steps = x.shape[1]
+        wx_steps = wx.unbind(1) if wx is not None else [None] * steps  # T x (B, H)
+        h = None
+        for t in range(steps):
+            h = self.update(wx_steps[t], h)
+        logits = self.classify(h)
+        if wx is None:  # W has rank 0: the logits do not depend on x; give them its batch
+            # dimension. (`expand(B, C)` would export Equal/Where for its -1 handling; adding a
+            # zero-filled (B, 1) broadcasts with Shape/ConstantOfShape/Add only.)
+            logits = logits + torch.zeros_like(x[:, 0, :1])
+        return logits
+
+
+class CompactFastGRNNStep(nn.Module):
+    """One frame for streaming: x_t (B, F), h (B, H) -> (h' (B, H), logits (B, C)).
+
+    Start from h = 0 and feed h' back each frame; after the last frame the logits equal the
+    sequence graph's. Shares its tensors with the ``CompactFastGRNN`` it wraps.
+    """
+
+    def __init__(self, compact: CompactFastGRNN) -> None:
+        super().__init__()
+        self.net = compact
+
+    def forward(self, x_t: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        net = self.net
+        wx_t = net.W(net.normalize(x_t))
+        h_new = net.update(wx_t, h)
+        return h_new, net.classify(h_new)
+
+
+@dataclass
+class MatrixSummary:
+    """What compaction kept of one matrix."""
+
+    kind: str  # zero | factored | dense
+    rank: int  # surviving ranks k (for dense storage: the kept k before densifying)
+    full_rank: int
+    shape: tuple[int, int]  # (m, n)
+    params: int
+
+    def to_dict(self) -> dict:
+        return {
+            "kept": self.rank,
+            "full": self.full_rank,
+            "stored_as": self.kind,
+            "shape": list(self.shape),
+            "params": self.params,
+        }
+
+
+def clone_fastgrnn(model: FastGRNNClassifier) -> FastGRNNClassifier:
+    """A fresh copy of ``model`` (same architecture, STR re-applied, same weights).
+
+    Not ``copy.deepcopy``: a parametrized module's class is created per instance by
+    ``torch.nn.utils.parametrize`` and a deep copy shares it, so baking the copy
+    (``remove_parametrizations``) would delete the parametrized attributes of the original too.
+    """
+    if not isinstance(model, FastGRNNClassifier):
+        raise EdgeStrError(f"export supports FastGRNN classifiers only, not {type(model).__name__}")
+    cell = model.rnn.cell
+    clone = FastGRNNClassifier(
+        cell.input_size,
+        cell.hidden_size,
+        model.head.out_features,
+        w_mode=cell.W.mode,
+        u_mode=cell.U.mode,
+        rank_w=cell.W.rank,
+        rank_u=cell.U.rank,
+    )
+    clone.load_state_dict(model.state_dict())
+    return clone.eval()
+
+
+def compact_fastgrnn(model: FastGRNNClassifier) -> tuple[CompactFastGRNN, dict[str, MatrixSummary]]:
+    """Bake STR into a copy of ``model`` and compact it; the original is left untouched.
+
+    Returns the export module and, per matrix, the kept ranks (the STR-learned k, also when the
+    product is stored dense because that is smaller).
+    """
+    baked = bake_str(clone_fastgrnn(model)).eval()
+    cell = baked.rnn.cell
+    summary = {}
+    for name, matrix in (("W", cell.W), ("U", cell.U)):
+        compacted = matrix.compact()
+        summary[name] = MatrixSummary(
+            kind=compacted.kind,
+            rank=matrix.effective_rank(),
+            full_rank=matrix.full_rank,
+            shape=(matrix.out_features, matrix.in_features),
+            params=compacted.params(),
+        )
+    refuse_unexportable(baked)
+    return CompactFastGRNN(baked).eval(), summary
+
+
+def refuse_unexportable(model: FastGRNNClassifier) -> None:
+    """Raise ``EdgeStrError`` when STR pruned every rank of W and U: nothing to export."""
+    if not isinstance(model, FastGRNNClassifier):
+        raise EdgeStrError(f"export supports FastGRNN classifiers only, not {type(model).__name__}")
+    if all(rank == 0 for rank in model.effective_ranks().values()):
+        raise EdgeStrError(
+            "every rank was pruned to 0 (W and U): the model ignores its input; nothing to export"
+        )
