@@ -302,7 +302,11 @@ def test_int8_is_smaller_and_reports_its_accuracy_change(trained_state, heldout,
     assert report["weight_bytes"]["int8"] == int8_weight_bytes_estimate(float_model)
     assert report["file_bytes"]["int8"] == int8_path.stat().st_size
     int8_types = {n.op_type for n in int8_model.graph.node}
-    assert "MatMulInteger" in int8_types and int8_types <= INT8_OPS
+    assert "DequantizeLinear" in int8_types and int8_types <= INT8_OPS
+    matmul_weights = {n.input[1] for n in int8_model.graph.node if n.op_type == "MatMul"}
+    stored = {t.name: t for t in int8_model.graph.initializer}
+    assert not matmul_weights & set(stored)  # every matrix comes out of a DequantizeLinear
+    assert all(stored[f"{w}_q"].data_type == onnx.TensorProto.INT8 for w in matmul_weights)
     assert all(n.domain in ("", "ai.onnx") for n in int8_model.graph.node)
     # The reported accuracies and their change are what the files give on the test split.
     acc_float = float((run_onnx(float_path, x).argmax(1) == y.numpy()).mean())

@@ -11,17 +11,17 @@ plain op set a microcontroller converter wants (MatMul, Add, Mul, Sub, Div, Sigm
 Split/Squeeze), keeps the torch parameter names on the initializers (``W.right_t`` ...), writes
 opsets from 13 natively (the dynamo exporter starts at 18 and converts down) and takes well under
 a second where the dynamo exporter takes ~15 s for the 99-step unrolled graph. Its output needs no
-shape repair before ``quantize_dynamic``; ``quant_pre_process`` still runs (shape inference only).
+shape repair before quantization.
 
 Files: FILE.onnx (sequence graph), FILE.step.onnx (``--streaming``), FILE.int8.onnx (``--int8``;
 with ``--streaming`` also FILE.step.int8.onnx) and FILE.json (the report). Every file is written
 under a temporary name and renamed into place only after all checks passed.
 
 Size note: the sequence graph is unrolled (see ``CompactFastGRNN``), so its file holds T copies of
-the step's ~13 nodes besides the weights (stored once). Dynamic quantization adds ~4 nodes per
-product per step (quantize h, integer MatMul, cast, rescale), so for long sequences and low ranks
-the int8 *sequence* file can be larger than the float one although its weights are ~4x smaller;
-``weight_bytes`` and the single-step files are the measure of what a device stores.
+the step's ~13 nodes besides the weights (stored once). The int8 files store every matrix as int8
+plus one DequantizeLinear (weight-only quantization), so they are always smaller than the float
+ones; ``onnxruntime.quantization.quantize_dynamic`` was not used because it adds ~4 nodes to every
+product of every step and made the 99-step file larger than the float one.
 """
 
 from __future__ import annotations
@@ -87,8 +87,8 @@ FLOAT_OPS = frozenset(
         "ConstantOfShape",
     }
 )
-# What onnxruntime's dynamic quantization adds (all standard ONNX ops, default domain).
-INT8_OPS = FLOAT_OPS | {"DynamicQuantizeLinear", "MatMulInteger", "Cast", "DequantizeLinear"}
+# What weight-only 8-bit quantization adds: one DequantizeLinear per matrix (standard ONNX).
+INT8_OPS = FLOAT_OPS | {"DequantizeLinear"}
 
 
 @dataclass(frozen=True)
@@ -319,8 +319,8 @@ def weight_bytes(model: onnx.ModelProto) -> int:
 def int8_weight_bytes_estimate(model: onnx.ModelProto) -> int:
     """Initializer bytes after per-tensor 8-bit quantization of every MatMul weight.
 
-    What ``quantize_dynamic`` stores: int8 values plus a float32 scale and an int8 zero point
-    per matrix; everything else (biases, statistics, constants) stays as it is.
+    What ``--int8`` stores: int8 values plus a float32 scale and an int8 zero point per matrix;
+    everything else (biases, statistics, constants) stays as it is.
     """
     inits = {t.name: t for t in model.graph.initializer}
     matrices = {
@@ -664,30 +664,53 @@ def _describe(model: onnx.ModelProto, class_names: Sequence[str] | None, kind: s
 
 
 def _quantize(float_path: Path, tmp: Path) -> onnx.ModelProto:
-    """8-bit weights with onnxruntime's dynamic quantization (activations quantized at run time).
+    """8-bit weights: every MatMul weight stored as int8 with a scale, float compute.
 
-    ``quant_pre_process`` redoes shape inference first (needed for dynamo output, harmless here);
-    its graph optimisation is skipped so no onnxruntime-specific fused ops can appear.
+    Weight-only quantization with onnxruntime's quantization math (``quantize_data``, symmetric
+    per-tensor int8): each matrix becomes an int8 initializer and one ``DequantizeLinear`` that
+    runs once per call. Unlike ``quantize_dynamic``, which adds quantize/rescale nodes to every
+    product of the unrolled time loop, this keeps the graph's step count and always shrinks the
+    file by ~4x on the matrices, which is what a device stores.
     """
-    import logging
+    from onnxruntime.quantization.quant_utils import quantize_data
 
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    logger = logging.getLogger()
-    level = logger.level
-    logger.setLevel(logging.ERROR)  # quantize_dynamic logs advice at WARNING level
-    try:
-        quant_pre_process(str(float_path), str(tmp / "pre.onnx"), skip_optimization=True)
-        quantize_dynamic(str(tmp / "pre.onnx"), str(tmp / "q.onnx"), weight_type=QuantType.QInt8)
-    finally:
-        logger.setLevel(level)
-    quantized = onnx.load(str(tmp / "q.onnx"))
-    props = {p.key: p.value for p in onnx.load(str(float_path)).metadata_props}
-    tidy_graph(quantized)
+    del tmp  # nothing to stage: the graph is rewritten in memory
+    model = onnx.load(str(float_path))
+    graph = model.graph
+    inits = {t.name: t for t in graph.initializer}
+    matrices = sorted(
+        {
+            n.input[1]
+            for n in graph.node
+            if n.op_type == "MatMul" and n.input[1] in inits and len(inits[n.input[1]].dims) == 2
+        }
+    )
+    dequantize = []
+    for name in matrices:
+        values = numpy_helper.to_array(inits[name])
+        zero_point, scale, quantized = quantize_data(
+            values.ravel(), onnx.TensorProto.INT8, symmetric=True
+        )
+        graph.initializer.remove(inits[name])
+        graph.initializer.extend(
+            [
+                numpy_helper.from_array(quantized.reshape(values.shape), f"{name}_q"),
+                numpy_helper.from_array(np.asarray(scale, np.float32), f"{name}_scale"),
+                numpy_helper.from_array(np.asarray(zero_point, np.int8), f"{name}_zero"),
+            ]
+        )
+        dequantize.append(
+            helper.make_node(
+                "DequantizeLinear", [f"{name}_q", f"{name}_scale", f"{name}_zero"], [name]
+            )
+        )
+    nodes = dequantize + list(graph.node)  # weights first: the graph stays topologically sorted
+    del graph.node[:]
+    graph.node.extend(nodes)
+    props = {p.key: p.value for p in model.metadata_props}
     props["edge_str.graph"] += "-int8"
-    helper.set_model_props(quantized, props)
-    return quantized
+    helper.set_model_props(model, props)
+    return model
 
 
 def _params(compact: CompactFastGRNN) -> int:
