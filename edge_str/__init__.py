@@ -1,4 +1,5 @@
-"""edge_str: learned sparsity (STR) and learned low rank for tiny recurrent and convolutional models."""
+"""edge_str: learned sparsity (STR) and learned low rank for tiny recurrent and convolutional
+models."""
 
 from edge_str.errors import EdgeStrError
 from edge_str.fastgrnn import FastGRNN, FastGRNNCell, FastGRNNClassifier, ModelCost

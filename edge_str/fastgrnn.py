@@ -102,9 +102,7 @@ class FastGRNN(nn.Module):
 class FastGRNNClassifier(nn.Module):
     """Feature normalisation -> FastGRNN -> linear head on the last state."""
 
-    def __init__(
-        self, input_size: int, hidden_size: int, num_classes: int, **cell_kwargs
-    ) -> None:
+    def __init__(self, input_size: int, hidden_size: int, num_classes: int, **cell_kwargs) -> None:
         super().__init__()
         self.normalizer = FeatureNormalizer(input_size)
         self.rnn = FastGRNN(input_size, hidden_size, **cell_kwargs)

@@ -53,7 +53,9 @@ class LowRankMatrix(nn.Module):
         full = min(out_features, in_features)
         dense = default_dense_init(out_features, in_features) if init is None else init
         if dense.shape != (out_features, in_features):
-            raise ValueError(f"init has shape {tuple(dense.shape)}, expected {(out_features, in_features)}")
+            raise ValueError(
+                f"init has shape {tuple(dense.shape)}, expected {(out_features, in_features)}"
+            )
         if mode == "dense":
             self.weight = nn.Parameter(dense.clone())
             self.rank = full

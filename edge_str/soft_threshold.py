@@ -28,7 +28,9 @@ def threshold_function(g: str) -> Callable[[torch.Tensor], torch.Tensor]:
     try:
         return G_FUNCTIONS[g]
     except KeyError:
-        raise ValueError(f"unknown threshold function g={g!r}; choose from {sorted(G_FUNCTIONS)}")
+        raise ValueError(
+            f"unknown threshold function g={g!r}; choose from {sorted(G_FUNCTIONS)}"
+        ) from None
 
 
 def soft_threshold(w: torch.Tensor, s: torch.Tensor, g: str = "sigmoid") -> torch.Tensor:
