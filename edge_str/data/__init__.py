@@ -1,0 +1,10 @@
+"""Data sets for edge_str: Google-12 (Speech Commands) and HAR-2 (UCI HAR).
+
+Usage: ``data = load_task("google12", "data/speech_commands", DataConfig())``, then
+``data.split_tensors("val")`` (raw features [N, T, F], labels [N]) and
+``data.train_batches(epoch, batch_size=100, seed=0)``.
+"""
+
+from edge_str.data.config import DataConfig
+
+__all__ = ["DataConfig"]
