@@ -6,5 +6,15 @@ Usage: ``data = load_task("google12", "data/speech_commands", DataConfig())``, t
 """
 
 from edge_str.data.config import DataConfig
+from edge_str.data.load import TASKS, load_task
+from edge_str.data.speech_commands import COMMAND_WORDS, GOOGLE12_CLASSES
+from edge_str.data.task import TaskData
 
-__all__ = ["DataConfig"]
+__all__ = [
+    "COMMAND_WORDS",
+    "GOOGLE12_CLASSES",
+    "TASKS",
+    "DataConfig",
+    "TaskData",
+    "load_task",
+]

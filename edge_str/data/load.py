@@ -1,0 +1,21 @@
+"""``load_task``: the one entry point the trainer uses."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from edge_str.data.config import DataConfig
+from edge_str.data.task import TaskData
+from edge_str.errors import EdgeStrError
+
+TASKS = ("google12",)
+
+
+def load_task(task: str, data_dir: str | Path, config: DataConfig | None = None) -> TaskData:
+    """Load ``task`` from ``data_dir``: "google12"."""
+    config = config or DataConfig()
+    if task == "google12":
+        from edge_str.data.google12 import load_google12
+
+        return load_google12(data_dir, config)
+    raise EdgeStrError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
