@@ -61,6 +61,45 @@ def build_speech_tree(
     return root
 
 
+HAR_SIGNALS = [f"{k}_{a}" for k in ("body_acc", "body_gyro", "total_acc") for a in "xyz"]
+
+
+def har_number(value: float) -> str:
+    """The UCI HAR text format of one value: `` 2.8858451e-001`` (3-digit exponent)."""
+    mantissa, exponent = f"{value:.7e}".split("e")
+    return " " + f"{mantissa}e{int(exponent):+04d}".rjust(15)
+
+
+def build_har_tree(
+    root: Path,
+    train: list[tuple[int, int]] | None = None,
+    test: list[tuple[int, int]] | None = None,
+    seed: int = 0,
+) -> Path:
+    """A UCI HAR tree. ``train``/``test``: (subject, activity label) per window.
+
+    Channel c of a window holds ``c + 10 * label + 100 * subject`` plus small noise, so tests can
+    see which file, label and subject each value came from.
+    """
+    if train is None:
+        train = [(s, a) for s in (1, 3, 5, 6, 7) for a in range(1, 7)]
+    if test is None:
+        test = [(s, a) for s in (2, 4) for a in range(1, 7)]
+    rng = np.random.default_rng(seed)
+    for split, rows in (("train", train), ("test", test)):
+        folder = root / split
+        (folder / "Inertial Signals").mkdir(parents=True, exist_ok=True)
+        (folder / f"y_{split}.txt").write_text("".join(f"{a}\n" for _, a in rows))
+        (folder / f"subject_{split}.txt").write_text("".join(f"{s:d}\n" for s, _ in rows))
+        for c, name in enumerate(HAR_SIGNALS):
+            lines = []
+            for s, a in rows:
+                values = c + 10 * a + 100 * s + 0.01 * rng.standard_normal(128)
+                lines.append("".join(har_number(v) for v in values) + "\n")
+            (folder / "Inertial Signals" / f"{name}_{split}.txt").write_text("".join(lines))
+    return root
+
+
 @pytest.fixture(autouse=True)
 def one_torch_thread():
     """Small tensor ops on a busy 2-core machine are many times faster with one thread."""
