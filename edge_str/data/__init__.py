@@ -1,22 +1,23 @@
-"""Data loaders (placeholder for the config contract; replaced by the data branch)."""
+"""Data sets for edge_str: Google-12 (Speech Commands) and HAR-2 (UCI HAR).
 
-from dataclasses import dataclass
+Usage: ``data = load_task("google12", "data/speech_commands", DataConfig())``, then
+``data.split_tensors("val")`` (raw features [N, T, F], labels [N]) and
+``data.train_batches(epoch, batch_size=100, seed=0)``.
+"""
 
+from edge_str.data.config import DataConfig
+from edge_str.data.har import ACTIVITIES, HAR2_CLASSES
+from edge_str.data.load import TASKS, load_task
+from edge_str.data.speech_commands import COMMAND_WORDS, GOOGLE12_CLASSES
+from edge_str.data.task import TaskData
 
-@dataclass
-class DataConfig:
-    silence_percentage: float = 10.0
-    unknown_percentage: float = 10.0
-    background_frequency: float = 0.8
-    background_volume: float = 0.1
-    time_shift_ms: int = 100
-    on_other_sample_rate: str = "resample"
-    skip_bad_wavs: bool = False
-    n_mels: int = 32
-    window_ms: float = 25.0
-    hop_ms: float = 10.0
-    frames: int = 99
-    sample_rate: int = 16000
-    har_classes: int = 2
-    val_subject_fraction: float = 0.2
-    cache_dir: str | None = None
+__all__ = [
+    "ACTIVITIES",
+    "COMMAND_WORDS",
+    "GOOGLE12_CLASSES",
+    "HAR2_CLASSES",
+    "TASKS",
+    "DataConfig",
+    "TaskData",
+    "load_task",
+]

@@ -1,0 +1,113 @@
+"""``data synth``: demo trees in the real layouts that the loaders read."""
+
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from _data_trees import one_torch_thread  # noqa: F401
+
+from edge_str.data import ACTIVITIES, DataConfig, load_task
+from edge_str.data import synth_google12 as synth_google12_module
+from edge_str.data.synth_google12 import synth_google12
+from edge_str.data.synth_har import TEST_SUBJECTS, synth_har
+from edge_str.errors import EdgeStrError
+
+HAS_ESPEAK = shutil.which("espeak-ng") is not None
+ROW = re.compile(r"^( [ -]\d\.\d{7}e[+-]\d{3}){128}$")
+
+
+@pytest.fixture(scope="module")
+def har_tree(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("synth") / "har"
+    synth_har(out, seed=3, windows=1)
+    return out
+
+
+def test_synth_har_layout_and_number_format(har_tree):
+    assert (har_tree / "activity_labels.txt").read_text().splitlines()[1] == "2 WALKING_UPSTAIRS"
+    signals = har_tree / "train" / "Inertial Signals"
+    assert len(list(signals.glob("*_train.txt"))) == 9
+    lines = (signals / "total_acc_x_train.txt").read_text().splitlines()
+    assert len(lines) == 21 * 6 and all(ROW.match(line) for line in lines)
+    subjects = (har_tree / "test" / "subject_test.txt").read_text().split()
+    assert sorted({int(s) for s in subjects}) == list(TEST_SUBJECTS)
+
+
+def test_synth_har_loads_with_plausible_physics(har_tree, tmp_path):
+    data = load_task("har6", har_tree, DataConfig(cache_dir=str(tmp_path)))
+    assert data.num_examples("test") == 9 * 6 and data.num_examples("val") == 4 * 6
+    x, y = data.split_tensors("train")
+    gravity_x = {ACTIVITIES[c]: float(x[y == c][..., 6].mean()) for c in range(6)}
+    assert gravity_x["STANDING"] > 0.9 and gravity_x["LAYING"] < 0.4  # upright vs lying
+    assert gravity_x["LAYING"] < gravity_x["SITTING"] < gravity_x["STANDING"]
+    motion = {ACTIVITIES[c]: float(x[y == c][..., 0].std()) for c in range(6)}  # body_acc_x
+    assert min(motion[a] for a in ACTIVITIES[:3]) > 5 * max(motion[a] for a in ACTIVITIES[3:])
+    assert motion["WALKING_DOWNSTAIRS"] > motion["WALKING_UPSTAIRS"]  # harder impacts
+
+
+def test_synth_har_is_deterministic_per_seed(har_tree, tmp_path):
+    synth_har(tmp_path / "same", seed=3, windows=1)
+    synth_har(tmp_path / "other", seed=4, windows=1)
+    name = "train/Inertial Signals/body_gyro_y_train.txt"
+    assert (tmp_path / "same" / name).read_bytes() == (har_tree / name).read_bytes()
+    assert (tmp_path / "other" / name).read_bytes() != (har_tree / name).read_bytes()
+
+
+def test_synth_refuses_a_non_empty_folder(tmp_path):
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "keep.txt").write_text("mine")
+    with pytest.raises(EdgeStrError, match="already exists and is not empty"):
+        synth_har(tmp_path / "full")
+    assert (tmp_path / "full" / "keep.txt").read_text() == "mine"
+
+
+def test_synth_google12_without_espeak_says_how_to_install(tmp_path, monkeypatch):
+    monkeypatch.setattr(synth_google12_module.shutil, "which", lambda name: None)
+    with pytest.raises(EdgeStrError, match="apt-get install espeak-ng"):
+        synth_google12(tmp_path / "sc")
+    assert not (tmp_path / "sc").exists()
+
+
+@pytest.mark.skipif(not HAS_ESPEAK, reason="espeak-ng is not installed (apt-get install espeak-ng)")
+def test_synth_google12_small_tree_loads_and_is_deterministic(tmp_path):
+    out = tmp_path / "sc"
+    result = synth_google12(out, seed=1, per_word=2)
+    assert result["clips"] == 10 * 2 + 20 * 1 and result["speakers"] == 3
+    clip = next((out / "yes").glob("*_nohash_*.wav"))
+    info = sf.info(str(clip))
+    assert (info.samplerate, info.channels, info.frames, info.subtype) == (
+        16000,
+        1,
+        16000,
+        "PCM_16",
+    )
+    samples, _ = sf.read(str(clip))
+    assert 0.05 < np.abs(samples).max() < 0.95  # speech at a random level, not clipped
+    val = (out / "validation_list.txt").read_text().split()
+    test = (out / "testing_list.txt").read_text().split()
+    speakers = {split: {p.split("/")[1].split("_")[0] for p in paths} for split, paths in
+                (("val", val), ("test", test))}  # fmt: skip
+    assert len(speakers["val"]) == 1 and len(speakers["test"]) == 1
+    assert not speakers["val"] & speakers["test"]
+    all_clips = {p.relative_to(out).as_posix() for p in out.glob("*/*_nohash_*.wav")}
+    assert set(val) | set(test) < all_clips
+    train_speakers = {p.split("/")[1].split("_")[0] for p in all_clips - set(val) - set(test)}
+    assert not train_speakers & (speakers["val"] | speakers["test"])  # unseen speakers
+    noise = sorted((out / "_background_noise_").glob("*.wav"))
+    assert len(noise) >= 3 and all(sf.info(str(p)).duration >= 10 for p in noise)
+
+    data = load_task("google12", out, DataConfig(cache_dir=str(tmp_path / "cache")))
+    assert all(data.num_examples(s) > 0 for s in ("train", "val", "test"))
+    x, _ = data.split_tensors("train")
+    assert x.shape[1:] == (99, 32) and torch.isfinite(x).all()
+
+    synth_google12(tmp_path / "again", seed=1, per_word=2)
+    for path in sorted(out.rglob("*.wav"))[::5]:
+        assert path.read_bytes() == (tmp_path / "again" / path.relative_to(out)).read_bytes()
+    assert (out / "testing_list.txt").read_text() == (
+        tmp_path / "again/testing_list.txt"
+    ).read_text()
