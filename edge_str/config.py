@@ -20,7 +20,7 @@ TASKS = ("google12", "har2", "digits")
 
 @dataclass
 class ModelConfig:
-    arch: str = "fastgrnn"  # fastgrnn | dscnn | resnet | mobilenetv1
+    arch: str = "fastgrnn"  # fastgrnn | dscnn | dscnn-m | dscnn-l | resnet | mobilenetv1
     hidden: int = 100
     rank_mode: str = "str"  # FastGRNN matrices: str (learned rank) | fixed | dense
     rank_w: int | None = None  # fixed mode: rank of W (default full)
@@ -32,7 +32,8 @@ class ModelConfig:
     cnn_s_init: float = -100.0  # g = sigmoid on weights, as in the paper's small models
     sparsify_first_last: bool = False
     width: float = 1.0  # CNN width multiplier
-    depth: int = 18  # ResNet depth
+    depth: int = 18  # ResNet depth: 10 | 18 | 34 (BasicBlock), 50 | 101 | 152 (Bottleneck)
+    stem: str = "auto"  # ResNet/MobileNetV1 stem: auto | imagenet | cifar (auto: by image size)
     gmp_target: float = 0.9  # GMP overall target sparsity
     gmp_start_epoch: int = 0
     gmp_end_fraction: float = 0.75  # GMP reaches its target at this fraction of training

@@ -1,0 +1,17 @@
+"""The CNN path: DS-CNN, ResNet, MobileNetV1 with STR or GMP sparsity, FLOPs and budgets."""
+
+from edge_str.cnn.blocks import ImageClassifier
+from edge_str.cnn.build import CNN_ARCHS, build_cnn, build_cnn_network
+from edge_str.cnn.dscnn import DSCNN
+from edge_str.cnn.mobilenet import MobileNetV1
+from edge_str.cnn.resnet import ResNet
+
+__all__ = [
+    "CNN_ARCHS",
+    "DSCNN",
+    "ImageClassifier",
+    "MobileNetV1",
+    "ResNet",
+    "build_cnn",
+    "build_cnn_network",
+]
