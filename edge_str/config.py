@@ -37,6 +37,7 @@ class ModelConfig:
     gmp_target: float = 0.9  # GMP overall target sparsity
     gmp_start_epoch: int = 0
     gmp_end_fraction: float = 0.75  # GMP reaches its target at this fraction of training
+    gmp_interval: int = 0  # GMP: optimizer steps between mask updates (Delta_t); 0: once per epoch
     budget_from: str | None = None  # RUN of an STR model whose per-layer sparsities GMP targets
 
 

@@ -5,6 +5,13 @@ from edge_str.cnn.build import CNN_ARCHS, build_cnn, build_cnn_network
 from edge_str.cnn.dscnn import DSCNN
 from edge_str.cnn.mobilenet import MobileNetV1
 from edge_str.cnn.resnet import ResNet
+from edge_str.cnn.sparsity import (
+    SparsityController,
+    bake_sparsity,
+    overall_sparsity,
+    prepare_sparsity,
+    prunable_layers,
+)
 
 __all__ = [
     "CNN_ARCHS",
@@ -12,6 +19,11 @@ __all__ = [
     "ImageClassifier",
     "MobileNetV1",
     "ResNet",
+    "SparsityController",
+    "bake_sparsity",
     "build_cnn",
     "build_cnn_network",
+    "overall_sparsity",
+    "prepare_sparsity",
+    "prunable_layers",
 ]

@@ -6,6 +6,7 @@ from edge_str.cnn.blocks import ImageClassifier
 from edge_str.cnn.dscnn import DSCNN
 from edge_str.cnn.mobilenet import MobileNetV1
 from edge_str.cnn.resnet import RESNET_DEPTHS, STEMS, ResNet
+from edge_str.cnn.sparsity import attach_sparsity
 from edge_str.config import ModelConfig
 from edge_str.errors import EdgeStrError
 
@@ -39,5 +40,11 @@ def build_cnn_network(
 
 
 def build_cnn(cfg: ModelConfig, input_shape: tuple[int, ...], num_classes: int) -> ImageClassifier:
-    """The classifier ``build_model`` returns for a CNN arch."""
-    return build_cnn_network(cfg, input_shape, num_classes)
+    """The classifier ``build_model`` returns for a CNN arch, with its sparsity attached.
+
+    STR parametrizations (``cfg.sparsity == "str"``) or GMP masks ("gmp") are part of the model's
+    structure, so a model rebuilt from a run's config loads that run's state_dict.
+    """
+    model = build_cnn_network(cfg, input_shape, num_classes)
+    attach_sparsity(model, cfg)
+    return model
