@@ -3,6 +3,7 @@
 from edge_str.cnn.blocks import ImageClassifier
 from edge_str.cnn.build import CNN_ARCHS, build_cnn, build_cnn_network
 from edge_str.cnn.dscnn import DSCNN
+from edge_str.cnn.flops import budget_report, layer_costs, plot_budget
 from edge_str.cnn.mobilenet import MobileNetV1
 from edge_str.cnn.resnet import ResNet
 from edge_str.cnn.sparsity import (
@@ -21,9 +22,12 @@ __all__ = [
     "ResNet",
     "SparsityController",
     "bake_sparsity",
+    "budget_report",
     "build_cnn",
     "build_cnn_network",
+    "layer_costs",
     "overall_sparsity",
+    "plot_budget",
     "prepare_sparsity",
     "prunable_layers",
 ]
