@@ -13,6 +13,7 @@ from edge_str.cnn.sparsity import (
     prepare_sparsity,
     prunable_layers,
 )
+from edge_str.cnn.storage import weight_storage
 
 __all__ = [
     "CNN_ARCHS",
@@ -30,4 +31,5 @@ __all__ = [
     "plot_budget",
     "prepare_sparsity",
     "prunable_layers",
+    "weight_storage",
 ]
