@@ -99,7 +99,7 @@ def test_granularities_share_or_split_thresholds():
 
 
 def test_str_thresholds_zero_weights_and_overall_sparsity():
-    model, _ = _build("resnet18", sparsify_first_last=True)
+    model, _ = _build("resnet18", sparsify_first_last=True, cnn_s_init=-100.0)
     assert overall_sparsity(model) == 0.0  # sigmoid(-100) ~ 0: dense at the start
     with torch.no_grad():
         for p in threshold_parameters(model):
