@@ -295,3 +295,18 @@ def test_dense_and_errors():
     model, cfg = _build("resnet18", sparsity="gmp", gmp_start_epoch=5, gmp_end_fraction=0.5)
     with pytest.raises(EdgeStrError, match="end after it starts"):
         prepare_sparsity(model, cfg).step(0, 0, 10, 10)
+
+
+def test_budget_file_errors(tmp_path):
+    model, cfg = _build("resnet18", sparsity="gmp")
+    path = tmp_path / "final.json"
+    for content, message in (
+        ("{not json", "not valid JSON"),
+        ('{"task": "digits"}', "no per-layer budget"),
+        ('{"budget": {"layers": [{"layer": "head"}]}}', "numeric"),
+        ('{"budget": {"layers": [{"layer": "head", "sparsity": "x"}]}}', "numeric"),
+    ):
+        path.write_text(content)
+        cfg.budget_from = str(path)
+        with pytest.raises(EdgeStrError, match=message):
+            prepare_sparsity(model, cfg)

@@ -327,9 +327,9 @@ def read_budget(source: str | Path) -> dict[str, dict[str, Any]]:
     if not isinstance(layers, list):
         raise EdgeStrError(f'{path}: no per-layer budget ("budget": {{"layers": [...]}})')
     try:
-        return {str(x["layer"]): x for x in layers if float(x["sparsity"]) >= 0}
+        return {str(x["layer"]): {**x, "sparsity": float(x["sparsity"])} for x in layers}
     except (KeyError, TypeError, ValueError):
-        raise EdgeStrError(f'{path}: budget layers need "layer" and "sparsity"') from None
+        raise EdgeStrError(f'{path}: budget layers need "layer" and numeric "sparsity"') from None
 
 
 def budget_targets(model: nn.Module, layers: list[str], source: str | Path) -> dict[str, float]:
