@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from edge_str.cnn.build import CNN_ARCHS, build_cnn
 from edge_str.config import ModelConfig
 from edge_str.errors import EdgeStrError
 from edge_str.fastgrnn import FastGRNNClassifier
@@ -39,4 +40,6 @@ def build_model(cfg: ModelConfig, input_shape: tuple[int, ...], num_classes: int
     """The classifier for ``cfg.arch``; its first module normalises raw features."""
     if cfg.arch == "fastgrnn":
         return build_fastgrnn(cfg, input_shape, num_classes)
+    if cfg.arch in CNN_ARCHS:
+        return build_cnn(cfg, input_shape, num_classes)
     raise EdgeStrError(f"unknown model {cfg.arch!r}")
