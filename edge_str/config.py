@@ -15,7 +15,7 @@ import yaml
 from edge_str.data import DataConfig
 from edge_str.errors import EdgeStrError
 
-TASKS = ("google12", "har2", "digits")
+TASKS = ("google12", "har2", "har6", "digits")
 
 
 @dataclass
@@ -42,6 +42,9 @@ class ModelConfig:
     gmp_end_fraction: float = 0.75  # GMP reaches its target at this fraction of training
     gmp_interval: int = 0  # GMP: optimizer steps between mask updates (Delta_t); 0: once per epoch
     budget_from: str | None = None  # RUN of an STR model whose per-layer sparsities GMP targets
+    # A state_dict (.pt, or a checkpoint with a "model" entry) to start from instead of the
+    # random init: fine-tuning, e.g. of a truncated-SVD model.
+    init_weights: str | None = None
 
 
 @dataclass
@@ -88,6 +91,7 @@ class TrainConfig:
 TASK_DEFAULTS: dict[str, dict[str, Any]] = {
     "google12": {"model": {"hidden": 100}},
     "har2": {"model": {"hidden": 80}},
+    "har6": {"model": {"hidden": 80}},
     "digits": {"model": {"arch": "resnet", "depth": 18, "width": 0.25}},
 }
 

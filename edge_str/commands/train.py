@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 
+from edge_str.cnn.build import CNN_ARCHS
 from edge_str.config import TASKS, make_config
 from edge_str.lowrank import RANK_MODES
+from edge_str.parametrization import GRANULARITIES
 
 
 def register(subparsers) -> None:
@@ -30,6 +32,21 @@ def register(subparsers) -> None:
     p.add_argument("--weight-decay", type=float, help="mu: decay of weights and thresholds")
     p.add_argument("--threshold-decay", type=float, help="decay of thresholds, if not mu")
     p.add_argument("--s-init", type=float, help="initial STR threshold parameter s")
+    cnn = p.add_argument_group("CNN path")
+    cnn.add_argument("--model", dest="arch", choices=("fastgrnn", *CNN_ARCHS), help="architecture")
+    cnn.add_argument("--sparsity", choices=("str", "gmp", "dense"), help="CNN weight sparsity")
+    cnn.add_argument("--str-granularity", choices=GRANULARITIES, help="thresholds per ...")
+    cnn.add_argument("--cnn-s-init", type=float, help="initial s of the CNN thresholds (sigmoid)")
+    cnn.add_argument("--gmp-target", type=float, help="GMP target sparsity (uniform per layer)")
+    cnn.add_argument("--budget-from", help="GMP: per-layer targets from this STR run")
+    cnn.add_argument("--width", type=float, help="CNN width multiplier")
+    cnn.add_argument("--depth", type=int, help="ResNet depth")
+    cnn.add_argument(
+        "--sparsify-first-last",
+        action="store_true",
+        default=None,
+        help="also sparsify the first and last layers",
+    )
     p.add_argument("--resume", action="store_true", help="continue RUN from its last checkpoint")
     p.set_defaults(func=run)
 
@@ -47,6 +64,15 @@ def overrides_from_args(args: argparse.Namespace) -> dict:
             "rank_w": args.rank_w,
             "rank_u": args.rank_u,
             "s_init": args.s_init,
+            "arch": args.arch,
+            "sparsity": args.sparsity,
+            "str_granularity": args.str_granularity,
+            "cnn_s_init": args.cnn_s_init,
+            "gmp_target": args.gmp_target,
+            "budget_from": args.budget_from,
+            "width": args.width,
+            "depth": args.depth,
+            "sparsify_first_last": args.sparsify_first_last,
         },
         "optim": {
             "epochs": args.epochs,
@@ -63,11 +89,14 @@ def run(args: argparse.Namespace) -> int:
     from edge_str.training import train
 
     cfg = make_config(args.task, args.config, overrides_from_args(args))
-    if not cfg.data_dir and not args.resume:
+    if not cfg.data_dir and not args.resume and cfg.task != "digits":
         raise EdgeStrError("--data is required (or data_dir in the --config file)")
     final = train(cfg, resume=args.resume)
     ranks, full = final.get("ranks"), final.get("full_ranks")
-    shape = f" ranks W {ranks['W']}/{full['W']} U {ranks['U']}/{full['U']}," if ranks else ""
+    if ranks:
+        shape = f" ranks W {ranks['W']}/{full['W']} U {ranks['U']}/{full['U']},"
+    else:
+        shape = f" sparsity {final['sparsity']:.1%}, MACs {final['macs']:,},"
     print(
         f"trained {final['task']} {final['arch']}: test {final['test_accuracy']:.2%} "
         f"(val {final['val_accuracy']:.2%}),{shape} {final['params']:,} params "

@@ -12,82 +12,13 @@ Split: stratified by class, 70% train / 15% validation / 15% test, fixed by ``sp
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-SPLITS = ("train", "val", "test")
-
-
-class DigitsTask:
-    """The loaded task: split tensors, statistics and a deterministic batch iterator."""
-
-    def __init__(
-        self,
-        images: np.ndarray,
-        labels: np.ndarray,
-        split_indices: dict[str, np.ndarray],
-    ) -> None:
-        self.class_names = [str(d) for d in range(10)]
-        self.input_shape = (8, 8, 1)
-        self.split_indices = {k: np.asarray(v, dtype=np.int64) for k, v in split_indices.items()}
-        x = torch.from_numpy(np.asarray(images, dtype=np.float32)).unsqueeze(-1)  # (N, 8, 8, 1)
-        y = torch.from_numpy(np.asarray(labels, dtype=np.int64))
-        self._tensors = {
-            split: (x[torch.from_numpy(idx)], y[torch.from_numpy(idx)])
-            for split, idx in self.split_indices.items()
-        }
-        train_x = self._tensors["train"][0]
-        self.mean = train_x.mean(dim=(0, 1, 2))  # (1,)
-        self.std = train_x.std(dim=(0, 1, 2))  # (1,)
-
-    @property
-    def num_examples(self) -> dict[str, int]:
-        return {split: len(self._tensors[split][1]) for split in SPLITS}
-
-    def split_tensors(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """Raw inputs (N, 8, 8, 1) float32 and labels (N,) int64 of ``split``."""
-        if split not in self._tensors:
-            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-        x, y = self._tensors[split]
-        return x.clone(), y.clone()
-
-    def num_batches(self, batch_size: int) -> int:
-        n = self.num_examples["train"]
-        full, rest = divmod(n, batch_size)
-        return full + (1 if rest > 1 else 0)
-
-    def train_batches(
-        self, epoch: int, batch_size: int, seed: int
-    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Shuffled training batches, the same for the same (seed, epoch).
-
-        A last batch of a single example is dropped (batch norm cannot train on one example
-        whose feature map is 1x1, as in a ResNet's last stage on 8x8 inputs).
-        """
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be positive, got {batch_size}")
-        x, y = self._tensors["train"]
-        generator = torch.Generator().manual_seed(int(seed) * 1_000_003 + int(epoch))
-        order = torch.randperm(len(y), generator=generator)
-        for start in range(0, len(y), batch_size):
-            idx = order[start : start + batch_size]
-            if len(idx) == 1 and len(y) > 1:
-                return
-            yield x[idx], y[idx]
-
-    def summary(self) -> str:
-        n = self.num_examples
-        return (
-            f"digits: {n['train']} train / {n['val']} val / {n['test']} test images, "
-            f"8x8x1, {len(self.class_names)} classes"
-        )
-
-    def __repr__(self) -> str:
-        return f"DigitsTask({self.summary()})"
+from edge_str.data.task import TaskData
 
 
 def stratified_split(
@@ -118,15 +49,27 @@ def load_digits_task(
     val_fraction: float = 0.15,
     test_fraction: float = 0.15,
     split_seed: int = 0,
-) -> DigitsTask:
-    """The digits task. ``config`` (a DataConfig) and ``data_dir`` are accepted for the common
-    ``load_task`` signature and unused: the data ship with scikit-learn."""
+) -> TaskData:
+    """The digits task as ``TaskData``: raw pixels (N, 8, 8, 1), per-channel statistics.
+
+    ``config`` (a DataConfig) and ``data_dir`` are accepted for the common ``load_task``
+    signature and unused: the data ship with scikit-learn.
+    """
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
     labels = np.asarray(bunch.target, dtype=np.int64)
     split = stratified_split(labels, val_fraction, test_fraction, split_seed)
-    return DigitsTask(bunch.images, labels, split)
+    x = torch.from_numpy(np.asarray(bunch.images, dtype=np.float32)).unsqueeze(-1)  # (N, 8, 8, 1)
+    y = torch.from_numpy(labels)
+    return TaskData(
+        "digits",
+        [str(d) for d in range(10)],
+        {name: (x[torch.from_numpy(idx)], y[torch.from_numpy(idx)]) for name, idx in split.items()},
+        info={"source": "sklearn.datasets.load_digits", "split_seed": split_seed},
+        sources={name: [f"digits[{i}]" for i in idx] for name, idx in split.items()},
+        min_last_batch=2,
+    )
 
 
-__all__ = ["DigitsTask", "load_digits_task", "stratified_split"]
+__all__ = ["load_digits_task", "stratified_split"]

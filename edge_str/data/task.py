@@ -28,6 +28,7 @@ class TaskData:
         augment: Augment | None = None,
         info: dict[str, Any] | None = None,
         sources: dict[str, list[str]] | None = None,
+        min_last_batch: int = 1,
     ) -> None:
         missing = [s for s in SPLITS if s not in splits]
         if missing:
@@ -36,8 +37,13 @@ class TaskData:
         self.class_names = list(class_names)
         self._splits = {s: (x.to(torch.float32), y.to(torch.int64)) for s, (x, y) in splits.items()}
         x_train = self._splits["train"][0]
-        self.input_shape: tuple[int, int] = (int(x_train.shape[1]), int(x_train.shape[2]))
-        self.mean, self.std = feature_statistics(x_train)
+        # (T, F) for sequences, (H, W, C) for channels-last images; statistics per last dim
+        self.input_shape: tuple[int, ...] = tuple(int(d) for d in x_train.shape[1:])
+        self.mean, self.std = feature_statistics(
+            x_train.reshape(len(x_train), -1, x_train.shape[-1])
+        )
+        # A one-example last batch breaks batch norm on 1x1 maps (CNNs): such tasks drop it.
+        self.min_last_batch = min_last_batch
         self._augment = augment
         self._info = dict(info or {})
         self._sources = sources
@@ -55,13 +61,19 @@ class TaskData:
     def num_examples(self, split: str) -> int:
         return int(self._splits[_check_split(split)][1].shape[0])
 
+    def num_batches(self, batch_size: int) -> int:
+        """Training batches per epoch (what ``train_batches`` yields)."""
+        full, rest = divmod(self.num_examples("train"), batch_size)
+        return full + (1 if rest >= self.min_last_batch and rest > 0 else 0)
+
     def train_batches(
         self, epoch: int, batch_size: int, seed: int
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Shuffled (and, where the task has it, augmented) training batches.
 
         Everything random comes from one generator seeded by (seed, epoch), so the same
-        arguments give the same batches in any process; the last batch may be smaller.
+        arguments give the same batches in any process; the last batch may be smaller (a last
+        batch under ``min_last_batch`` examples is dropped).
         """
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -70,6 +82,8 @@ class TaskData:
         order = rng.permutation(len(y))
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
+            if len(idx) < self.min_last_batch:
+                return
             batch = self._augment(idx, rng) if self._augment else x[torch.from_numpy(idx)]
             yield batch, y[torch.from_numpy(idx)]
 

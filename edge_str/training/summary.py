@@ -6,6 +6,7 @@ from typing import Any
 
 from torch import nn
 
+from edge_str.cnn import budget_report, weight_storage
 from edge_str.fastgrnn import FastGRNNClassifier
 
 FLOAT32_BYTES = 4
@@ -26,7 +27,18 @@ def model_summary(model: nn.Module) -> dict[str, Any]:
             "macs_per_step_trained": cost.macs_per_step_trained,
             "head_macs": cost.head_macs,
         }
-    raise TypeError(f"no summary for {type(model).__name__}")
+    # CNNs: the learned (or scheduled) sparsity budget decides size and MACs.
+    budget = budget_report(model)
+    storage = weight_storage(model)
+    return {
+        "sparsity": budget["sparsity"],
+        "params": budget["nonzero"] + budget["other_params"],
+        "params_dense": budget["params"] + budget["other_params"],
+        "bytes": storage["total_best_bytes"],
+        "bytes_dense": storage["total_dense_bytes"],
+        "macs": budget["sparse_macs"],
+        "macs_dense": budget["dense_macs"],
+    }
 
 
 def format_summary(summary: dict[str, Any]) -> str:
@@ -37,4 +49,7 @@ def format_summary(summary: dict[str, Any]) -> str:
             f"ranks W {ranks['W']}/{full['W']} U {ranks['U']}/{full['U']} "
             f"params {summary['params']:,}"
         )
-    return f"params {summary['params']:,}"
+    return (
+        f"sparsity {summary['sparsity']:.1%} params {summary['params']:,} "
+        f"MACs {summary['macs']:,}/{summary['macs_dense']:,}"
+    )

@@ -22,6 +22,8 @@ from torch import nn
 from tqdm import tqdm
 
 from edge_str.atomic import write_atomic, write_json
+from edge_str.cnn import CNN_ARCHS, budget_report, plot_budget, prepare_sparsity
+from edge_str.cnn.sparsity import SparsityController
 from edge_str.config import TrainConfig
 from edge_str.data import load_task
 from edge_str.errors import EdgeStrError
@@ -65,6 +67,23 @@ def set_normalizer_statistics(model: nn.Module, mean: torch.Tensor, std: torch.T
     if normalizer is None:
         raise TypeError(f"{type(model).__name__} has no FeatureNormalizer")
     normalizer.set_statistics(mean, std)
+
+
+def load_init_weights(model: nn.Module, path: str) -> None:
+    """Start from saved weights (a state_dict, or a checkpoint holding one under "model")."""
+    state = load_checkpoint(Path(path))
+    state = state.get("model", state)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as error:
+        raise EdgeStrError(
+            f"{path}: weights do not fit the configured model ({str(error).splitlines()[0]})"
+        ) from None
+
+
+def sparsity_controller(model: nn.Module, cfg: TrainConfig) -> SparsityController | None:
+    """The CNN path's STR/GMP controller; FastGRNN's STR needs none (thresholds are parameters)."""
+    return prepare_sparsity(model, cfg.model) if cfg.model.arch in CNN_ARCHS else None
 
 
 def _rng_state() -> dict[str, Any]:
@@ -123,6 +142,9 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> dict[str, Any]:
     _seed_everything(cfg.seed)
     model = build_model(cfg.model, data.input_shape, len(data.class_names))
     set_normalizer_statistics(model, data.mean, data.std)
+    if cfg.model.init_weights:
+        load_init_weights(model, cfg.model.init_weights)
+    controller = sparsity_controller(model, cfg)
     model.to(device)
     optimizer = build_optimizer(model, cfg.optim)
     scheduler = build_scheduler(optimizer, cfg.optim)
@@ -134,6 +156,8 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> dict[str, Any]:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
+        if controller is not None:
+            controller.load_state_dict(state["sparsity"])
         history, best, start_epoch = state["history"], state["best"], state["epoch"] + 1
         _set_rng_state(state["rng"])
     save_run_info(run_dir, RunInfo(cfg, data.class_names, tuple(data.input_shape)))
@@ -143,9 +167,13 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> dict[str, Any]:
     epoch = start_epoch
     try:
         for epoch in range(start_epoch, cfg.optim.epochs):
-            record = _train_epoch(model, data, cfg, epoch, steps, optimizer, loss_fn, device)
+            record = _train_epoch(
+                model, data, cfg, epoch, steps, optimizer, loss_fn, device, controller
+            )
             scheduler.step()
             record["val_accuracy"] = accuracy(model, x_val, y_val, device=str(device))
+            if controller is not None:
+                record.update(controller.metrics())
             record.update(model_summary(model))
             history.append(record)
             if record["val_accuracy"] > best["val_accuracy"]:
@@ -161,6 +189,7 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> dict[str, Any]:
                     "history": history,
                     "best": best,
                     "rng": _rng_state(),
+                    "sparsity": None if controller is None else controller.state_dict(),
                     "config": cfg.to_dict(),
                 },
             )
@@ -180,13 +209,15 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> dict[str, Any]:
     return _finish(run_dir, cfg, data, history, best, device)
 
 
-def _train_epoch(model, data, cfg, epoch, steps, optimizer, loss_fn, device) -> dict[str, Any]:
+def _train_epoch(
+    model, data, cfg, epoch, steps, optimizer, loss_fn, device, controller
+) -> dict[str, Any]:
     model.train()
     start = time.perf_counter()
     total_loss, correct, seen = 0.0, 0, 0
     batches = data.train_batches(epoch, cfg.optim.batch_size, cfg.seed)
     bar = tqdm(batches, total=steps, desc=f"epoch {epoch + 1}", leave=False, disable=None)
-    for x, y in bar:
+    for step, (x, y) in enumerate(bar):
         x, y = x.to(device), y.to(device)
         optimizer.zero_grad(set_to_none=True)
         logits = model(x)
@@ -200,6 +231,8 @@ def _train_epoch(model, data, cfg, epoch, steps, optimizer, loss_fn, device) -> 
         if cfg.optim.grad_clip > 0:
             nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
         optimizer.step()
+        if controller is not None:
+            controller.step(epoch, step, steps, cfg.optim.epochs)
         total_loss += loss.item() * len(y)
         correct += int((logits.argmax(-1) == y).sum())
         seen += len(y)
@@ -221,7 +254,8 @@ def _finish(run_dir, cfg, data, history, best, device) -> dict[str, Any]:
     final = {
         "task": cfg.task,
         "arch": cfg.model.arch,
-        "rank_mode": cfg.model.rank_mode,
+        # FastGRNN: how W and U are factored; CNNs: how weights are sparsified
+        "method": cfg.model.sparsity if cfg.model.arch in CNN_ARCHS else cfg.model.rank_mode,
         "test_accuracy": accuracy(model, x_test, y_test, device=str(device)),
         "val_accuracy": best["val_accuracy"],
         "best_epoch": best["epoch"] + 1,
@@ -230,5 +264,10 @@ def _finish(run_dir, cfg, data, history, best, device) -> dict[str, Any]:
         "seed": cfg.seed,
         **model_summary(model.cpu()),
     }
+    if cfg.model.arch in CNN_ARCHS:
+        final["budget"] = budget_report(model)
+        plot_budget(
+            final["budget"], run_dir / "budget.png", title=f"{cfg.model.arch} on {cfg.task}"
+        )
     write_json(run_dir / FINAL_FILE, final)
     return final
