@@ -41,23 +41,30 @@ def _run(out: Path, name: str, data: Path, epochs: int | None, extra: list[str])
     return json.loads((run_dir / FINAL_FILE).read_text())
 
 
-def table(rows: list[tuple[str, dict]], exported: dict | None) -> str:
+def table(rows: list[tuple[str, dict]], exported: dict) -> str:
+    """Markdown table of the trained models, then what the ONNX export holds."""
     lines = [
-        "| model | test acc | rank W | rank U | params | bytes (fp32) |",
-        "|---|---|---|---|---|---|",
+        "| model | test acc | rank W | rank U | params | bytes (fp32) | MACs/step |",
+        "|---|---|---|---|---|---|---|",
     ]
     for name, final in rows:
         ranks, full = final["ranks"], final["full_ranks"]
         lines.append(
             f"| {name} | {final['test_accuracy']:.2%} | {ranks['W']}/{full['W']} | "
-            f"{ranks['U']}/{full['U']} | {final['params']:,} | {final['bytes']:,} |"
+            f"{ranks['U']}/{full['U']} | {final['params']:,} | {final['bytes']:,} | "
+            f"{final['macs_per_step']:,} |"
         )
-    if exported is not None:
-        size = exported.get("file_bytes", {})
-        lines.append(
-            f"\nONNX: {exported.get('path')} ({size}) "
-            f"max|onnxruntime - torch| = {exported.get('max_abs_diff')}"
-        )
+    accuracy = exported["accuracy"].get("onnx")
+    lines += [
+        "",
+        f"ONNX {exported['onnx']}: {exported['file_bytes']['onnx']:,} bytes on disk, "
+        f"{exported['weight_bytes']['float32']:,} bytes of weights "
+        f"(dense model: {exported['params_dense'] * 4:,}), "
+        f"{exported['macs_per_step']:,} MACs/step (dense: {exported['macs_per_step_dense']:,}), "
+        f"max |onnxruntime - torch| = {exported['max_abs_diff']:.1e}"
+        + (f", test accuracy in onnxruntime {accuracy:.2%}" if accuracy is not None else ""),
+        f"report: {Path(exported['onnx']).with_suffix('.json')}",
+    ]
     return "\n".join(lines)
 
 
@@ -77,7 +84,10 @@ def main(argv: list[str] | None = None) -> int:
         dense_final = _run(out, "fastgrnn_dense", data, args.epochs, ["--rank-mode", "dense"])
         _step("evaluate", ["evaluate", str(out / "runs" / "fastgrnn_str")])
         onnx_path = out / "fastgrnn_str.onnx"
-        _step("export", ["export", str(out / "runs" / "fastgrnn_str"), "--out", str(onnx_path)])
+        _step(
+            "export",
+            ["export", str(out / "runs" / "fastgrnn_str"), "--out", str(onnx_path), "--int8"],
+        )
         exported = json.loads(onnx_path.with_suffix(".json").read_text())
     except EdgeStrError as error:
         print(f"edge-str demo: error: {error}", file=sys.stderr)

@@ -5,9 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pytest
 import soundfile as sf
-import torch
 
 COMMANDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
 OTHERS = ("bed", "cat", "happy")
@@ -98,12 +96,3 @@ def build_har_tree(
                 lines.append("".join(har_number(v) for v in values) + "\n")
             (folder / "Inertial Signals" / f"{name}_{split}.txt").write_text("".join(lines))
     return root
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Small tensor ops on a busy 2-core machine are many times faster with one thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)

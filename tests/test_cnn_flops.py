@@ -15,15 +15,6 @@ from edge_str.models import build_model
 from edge_str.parametrization import threshold_parameters
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny tensors: one intra-op thread is many times faster on a busy two-core machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _only(model, input_shape):
     (cost,) = layer_costs(model, input_shape)
     return cost

@@ -13,15 +13,6 @@ from edge_str.models import build_model
 from edge_str.normalize import FeatureNormalizer
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny tensors: one intra-op thread is many times faster on a busy two-core machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _count(model, kind):
     return sum(1 for m in model.modules() if isinstance(m, kind))
 

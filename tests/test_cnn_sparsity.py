@@ -24,16 +24,6 @@ from edge_str.errors import EdgeStrError
 from edge_str.models import build_model
 from edge_str.parametrization import str_parametrizations, threshold_parameters
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny tensors: one intra-op thread is many times faster on a busy two-core machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 SMALL = {
     "dscnn": ((99, 32), 12, {"width": 0.125}),
     "resnet18": ((8, 8, 1), 10, {"arch": "resnet", "depth": 18, "width": 0.125}),

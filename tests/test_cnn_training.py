@@ -16,15 +16,6 @@ from edge_str.models import build_model
 from edge_str.parametrization import str_parametrizations, threshold_parameters
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny tensors: one intra-op thread is many times faster on a busy two-core machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def task():
     return load_digits_task()

@@ -2,7 +2,6 @@
 
 import numpy as np
 import torch
-from _data_trees import one_torch_thread  # noqa: F401
 
 from edge_str.data import DataConfig
 from edge_str.data.audio import from_int16, to_int16

@@ -5,7 +5,7 @@ import shutil
 import zipfile
 
 import pytest
-from _data_trees import build_har_tree, build_speech_tree, one_torch_thread  # noqa: F401
+from _data_trees import build_har_tree, build_speech_tree
 
 from edge_str.cli import main
 

@@ -5,7 +5,6 @@ import math
 import numpy as np
 import torch
 from _data_trees import (
-    one_torch_thread,  # noqa: F401  (autouse fixture)
     tone,
 )
 

@@ -6,7 +6,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from _data_trees import build_har_tree, build_speech_tree, one_torch_thread  # noqa: F401
+from _data_trees import build_har_tree, build_speech_tree
 
 from edge_str.data import DataConfig, load_task
 from edge_str.data.fetch import ARCHIVE_NAMES, fetch

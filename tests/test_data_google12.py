@@ -11,7 +11,6 @@ from _data_trees import (
     COMMANDS,
     SR,
     build_speech_tree,
-    one_torch_thread,  # noqa: F401  (autouse fixture)
     speaker,
     tone,
     write_wav,

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from _data_trees import HAR_SIGNALS, build_har_tree, har_number, one_torch_thread  # noqa: F401
+from _data_trees import HAR_SIGNALS, build_har_tree, har_number
 
 from edge_str.data import ACTIVITIES, HAR2_CLASSES, DataConfig, load_task
 from edge_str.data import har as har_module

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from _data_trees import one_torch_thread  # noqa: F401
 
 from edge_str.data import ACTIVITIES, DataConfig, load_task
 from edge_str.data import synth_google12 as synth_google12_module
