@@ -84,21 +84,23 @@ def _fixed_batch(session) -> int | None:
     return dim if isinstance(dim, int) else None
 
 
-def _chunks(x: np.ndarray, batch: int):
-    """(chunk, n): ``x`` in slices of ``batch`` rows, the last one zero padded to ``batch``."""
+def _chunks(x: np.ndarray, batch: int, pad: bool = True):
+    """(chunk, n): ``x`` in slices of ``batch`` rows, the last one zero padded to ``batch``
+    (unless ``pad`` is false: a dynamic-batch graph takes the short last slice as it is)."""
     for start in range(0, len(x), batch):
         chunk = x[start : start + batch]
         n = len(chunk)
-        if n < batch:
+        if pad and n < batch:
             chunk = np.concatenate([chunk, np.zeros((batch - n,) + chunk.shape[1:], chunk.dtype)])
         yield chunk, n
 
 
 def run_onnx(path: str | os.PathLike, x: np.ndarray | torch.Tensor, session=None) -> np.ndarray:
-    """Run an exported file on raw features x (N, T, F) -> logits (N, C), float32.
+    """Run an exported file on raw input x (N, ...) -> logits (N, C), float32.
 
-    Works for every file ``export_model`` writes: a sequence graph gets x in batches (chunks of
-    the fixed batch, the last zero padded, where the file has one); a single-step graph
+    Works for every file ``export_model`` (FastGRNN, x (N, T, F)) and ``export_cnn_model``
+    write: a one-input graph gets x in batches (chunks of the fixed batch, the last zero
+    padded, where the file has one; else of up to 1024 rows); a single-step graph
     (inputs x_t, h) is stepped frame by frame (``run_onnx_streaming``). Pass ``session``
     (``onnx_session(path)``) to reuse one.
     """
@@ -107,8 +109,9 @@ def run_onnx(path: str | os.PathLike, x: np.ndarray | torch.Tensor, session=None
         return run_onnx_streaming(path, x, session)
     x = _as_numpy(x)
     name = session.get_inputs()[0].name
-    batch = _fixed_batch(session) or _DYNAMIC_CHUNK
-    return np.concatenate([session.run(None, {name: c})[0][:n] for c, n in _chunks(x, batch)])
+    fixed = _fixed_batch(session)
+    chunks = _chunks(x, fixed or _DYNAMIC_CHUNK, pad=fixed is not None)
+    return np.concatenate([session.run(None, {name: c})[0][:n] for c, n in chunks])
 
 
 def run_onnx_streaming(
