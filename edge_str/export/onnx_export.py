@@ -363,10 +363,32 @@ def export_run(
     (None, None, reason). Without held-out inputs, ``random_examples`` random sequences of the
     run's input length (no labels, so no accuracy) are used for the parity checks and the
     report's ``heldout`` says why.
+
+    A CNN run (``model.arch`` in ``CNN_ARCHS``) goes to ``cnn_export.export_cnn_run``, which
+    refuses ``streaming`` and writes the CNN report.
     """
-    from edge_str.run import BEST_CHECKPOINT, load_trained_model
+    from edge_str.cnn.build import CNN_ARCHS
+    from edge_str.run import BEST_CHECKPOINT, load_run_info, load_trained_model
 
     validate_options(out, opset, fixed_batch)
+    if load_run_info(run_dir).config.model.arch in CNN_ARCHS:
+        from edge_str.export.cnn_export import export_cnn_run
+
+        return export_cnn_run(
+            run_dir,
+            out,
+            x,
+            y,
+            heldout=heldout,
+            checkpoint=checkpoint,
+            streaming=streaming,
+            int8=int8,
+            opset=opset,
+            fixed_batch=fixed_batch,
+            heldout_source=heldout_source,
+            random_examples=random_examples,
+            seed=seed,
+        )
     info, model = load_trained_model(run_dir, checkpoint or BEST_CHECKPOINT)
     if not isinstance(model, FastGRNNClassifier):
         raise EdgeStrError(f"{run_dir}: export supports FastGRNN runs only")
@@ -405,7 +427,11 @@ def export_run(
 
 
 def summary_line(report: dict[str, Any]) -> str:
-    """The one-line summary the command prints."""
+    """The one-line summary the command prints (for a FastGRNN or a CNN report)."""
+    if "ranks" not in report:
+        from edge_str.export.cnn_export import cnn_summary_line
+
+        return cnn_summary_line(report)
     ranks = ", ".join(f"{k} {v['kept']}/{v['full']}" for k, v in report["ranks"].items())
     parts = [
         f"exported {report['onnx']}: ranks {ranks}",
