@@ -160,3 +160,21 @@ def test_resnet_on_digits_str_then_gmp_with_its_budget(tmp_path, capsys):
         assert report["method"] == name and report["input"] == "image"
         model = _check_export(tmp_path / name, out, report, final, data)
         _check_storage(report, model, "layer2.0.conv2")
+
+
+def test_gmp_keeps_a_model_at_its_target_sparsity(tmp_path, capsys, monkeypatch):
+    """Validation accuracy falls every epoch here, so the first epoch is the best one; GMP
+    (3 epochs, targets reached at 75% of training) may only keep epoch 3, STR keeps epoch 1."""
+    import edge_str.training.trainer as trainer
+
+    scores = iter([0.9, 0.8, 0.7, 0.6] * 2)
+    monkeypatch.setattr(trainer, "accuracy", lambda *args, **kwargs: next(scores))
+    common = ["--task", "digits", "--model", "resnet", "--depth", "10", "--width", "0.125"]
+    common += ["--epochs", "3", "--cnn-s-init", "-3"]
+    gmp = _train(
+        [*common, "--sparsity", "gmp", "--gmp-target", "0.6", "--out", str(tmp_path / "g")], capsys
+    )
+    assert gmp["best_epoch"] == 3 and gmp["val_accuracy"] == 0.7
+    assert gmp["budget"]["sparsified_sparsity"] == pytest.approx(0.6, abs=1e-3)
+    learned = _train([*common, "--sparsity", "str", "--out", str(tmp_path / "s")], capsys)
+    assert learned["best_epoch"] == 1 and learned["val_accuracy"] == 0.9

@@ -184,6 +184,14 @@ class SparsityController:
     def step(self, epoch: int, step_in_epoch: int, steps_per_epoch: int, total_epochs: int) -> None:
         """Called after every optimizer step; ``epoch`` and ``step_in_epoch`` count from 0."""
 
+    def reached_target(self) -> bool:
+        """Whether the model now has the sparsity asked for (the trainer keeps only such models).
+
+        Always for dense and STR (STR's sparsity is whatever it learns); GMP once its schedule
+        has reached every layer's target.
+        """
+        return True
+
     def metrics(self) -> dict[str, float]:
         """Per-epoch values for metrics.jsonl."""
         return {
@@ -300,6 +308,9 @@ class GMPController(SparsityController):
             mask.mask.copy_(keep.view_as(mask.mask))
             original.mul_(mask.mask)  # the stored values of pruned weights are 0 as well
             self.current[name] = fraction
+
+    def reached_target(self) -> bool:
+        return self.current == self.targets
 
     def metrics(self) -> dict[str, float]:
         values = super().metrics()
