@@ -65,6 +65,9 @@ class TrainConfig:
     out: str = ""
     seed: int = 0
     device: str = "cpu"
+    # CPU threads for torch; 0 keeps torch's default. The models are small: on few cores one
+    # thread is often faster than several (less synchronisation per tiny op).
+    threads: int = 0
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     data: DataConfig = field(default_factory=DataConfig)

@@ -25,6 +25,7 @@ def register(subparsers) -> None:
     p.add_argument("--lr", type=float)
     p.add_argument("--seed", type=int)
     p.add_argument("--device", choices=("cpu", "cuda"))
+    p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's)")
     p.add_argument("--hidden", type=int, help="FastGRNN hidden size")
     p.add_argument("--rank-mode", choices=RANK_MODES, help="FastGRNN W/U: learned, fixed or dense")
     p.add_argument("--rank-w", type=int, help="rank of W in fixed mode")
@@ -58,6 +59,7 @@ def overrides_from_args(args: argparse.Namespace) -> dict:
         "out": args.out,
         "seed": args.seed,
         "device": args.device,
+        "threads": args.threads,
         "model": {
             "hidden": args.hidden,
             "rank_mode": args.rank_mode,

@@ -134,6 +134,8 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> dict[str, Any]:
     """Train the model ``cfg`` describes; returns (and writes) the final summary."""
     cfg, run_dir = _prepare_run_dir(cfg, resume)
     device = resolve_device(cfg.device)
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
     if cfg.optim.epochs < 1:
         raise EdgeStrError("--epochs must be at least 1")
     data = load_task(cfg.task, cfg.data_dir, cfg.data)
