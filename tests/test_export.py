@@ -27,6 +27,7 @@ from edge_str.export import (
     PARITY_TOLERANCE,
     export_model,
     export_run,
+    graph_nodes_per_step,
     onnx_export,
     run_onnx,
     run_onnx_streaming,
@@ -252,6 +253,46 @@ def test_fully_pruned_w_leaves_the_graph(trained_state, heldout, tmp_path):
     step_inputs = [i.name for i in onnx.load(str(tmp_path / "w0.step.onnx")).graph.input]
     assert step_inputs == ["x_t", "h"]
     assert np.abs(run_onnx_streaming(tmp_path / "w0.step.onnx", x[:5]) - reference[:5]).max() < 1e-4
+
+
+# --------------------------------------------------------------------------- nodes per step
+
+
+@pytest.mark.parametrize(
+    ("w", "u", "per_step"),
+    [
+        (3, 5, 11),  # U factored: two thin products (h Uᵀ = (h Rᵀ) Lᵀ)
+        (3, 16, 10),  # U stored dense (16 ranks: factors not smaller): one product
+        (None, None, 10),  # every rank kept: W and U dense
+    ],
+)
+def test_nodes_per_step_are_bounded(trained_state, heldout, tmp_path, w, u, per_step):
+    """At batch 1 onnxruntime's time is per-node overhead x nodes, so the step stays small:
+    b_z is folded into the one input product, b_h enters as b_h - b_z on the gate's
+    pre-activation, and the steps come from one Flatten + Split with no Squeeze per step."""
+    model = _model(trained_state, w=w, u=u)
+    assert graph_nodes_per_step(model) == per_step
+    report = export_model(model, tmp_path / "n.onnx", heldout[0][:32], streaming=True)
+    graph = onnx.load(str(tmp_path / "n.onnx")).graph
+    kinds = [n.op_type for n in graph.node]
+    assert "Squeeze" not in kinds and "Unsqueeze" not in kinds
+    assert kinds.count("Split") == 1 and kinds.count("Flatten") == 1
+    assert kinds.count("Sigmoid") == kinds.count("Tanh") == STEPS
+    # fixed part (Sub, Div, W product(s), + b_z, Flatten, Split, head MatMul + Add), the first
+    # step (no U h and no z ⊙ h), then STEPS - 1 steps
+    w_products = 1 if report["ranks"]["W"]["stored_as"] == "dense" else 2
+    fixed = 2 + w_products + 1 + 2 + 2
+    first_step = 6  # Sigmoid, Add, Tanh, Mul, Sub, Mul: no U h and no z ⊙ h
+    assert len(graph.node) == fixed + first_step + (STEPS - 1) * per_step
+    assert report["graph_nodes"] == len(graph.node)
+    # the bias of the update path is stored once, as b_h - b_z
+    inits = {t.name: onnx.numpy_helper.to_array(t) for t in graph.initializer}
+    cell = model.rnn.cell
+    expected = (cell.bias_update - cell.bias_gate).detach().numpy()
+    np.testing.assert_array_equal(inits["bias_delta"], expected)
+    assert "bias_update" not in inits
+    assert report["max_abs_diff"] <= PARITY_TOLERANCE
+    assert report["streaming"]["max_abs_diff"] <= PARITY_TOLERANCE
 
 
 # --------------------------------------------------------------------------- streaming

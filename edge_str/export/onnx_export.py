@@ -8,7 +8,7 @@ dropped. Export = ``bake_str`` -> ``LowRankMatrix.compact`` -> a plain torch mod
 
 Exporter: the TorchScript exporter (``dynamo=False``). For this straight-line model it emits the
 plain op set a microcontroller converter wants (MatMul, Add, Mul, Sub, Div, Sigmoid, Tanh,
-Split/Squeeze), keeps the torch parameter names on the initializers (``W.right_t`` ...), writes
+Flatten/Split), keeps the torch parameter names on the initializers (``W.right_t`` ...), writes
 opsets from 13 natively (the dynamo exporter starts at 18 and converts down) and takes well under
 a second where the dynamo exporter takes ~15 s for the 99-step unrolled graph. Its output needs no
 shape repair before quantization.
@@ -18,10 +18,11 @@ with ``--streaming`` also FILE.step.int8.onnx) and FILE.json (the report). Every
 under a temporary name and renamed into place only after all checks passed.
 
 Size note: the sequence graph is unrolled (see ``CompactFastGRNN``), so its file holds T copies of
-the step's ~13 nodes besides the weights (stored once). The int8 files store every matrix as int8
-plus one DequantizeLinear (weight-only quantization), so they are always smaller than the float
-ones; ``onnxruntime.quantization.quantize_dynamic`` was not used because it adds ~4 nodes to every
-product of every step and made the 99-step file larger than the float one.
+the step's 10-11 nodes (``graph_nodes_per_step``) besides the weights (stored once). The int8
+files store every matrix as int8 plus one DequantizeLinear (weight-only quantization), so they
+are always smaller than the float ones; ``onnxruntime.quantization.quantize_dynamic`` was not
+used because it adds ~4 nodes to every product of every step and made the 99-step file larger
+than the float one.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ from edge_str.fastgrnn import FastGRNNClassifier
 if TYPE_CHECKING:
     from edge_str.run import RunInfo
 
-DEFAULT_OPSET = 13  # the newest op this graph needs is opset-13 Split/Squeeze; MCU tools know 13
+DEFAULT_OPSET = 13  # the newest op this graph needs is opset-13 Split; MCU tools know 13
 MIN_OPSET, MAX_OPSET = 13, 20  # 20: the newest opset the TorchScript exporter writes
 PARITY_TOLERANCE = 1e-4  # max |onnxruntime - torch| on logits, float32
 DEFAULT_RANDOM_EXAMPLES = 64
@@ -77,6 +78,7 @@ FLOAT_OPS = frozenset(
         "Concat",
         "Slice",
         "Split",
+        "Flatten",
         "Gather",
         "Squeeze",
         "Unsqueeze",
@@ -639,6 +641,33 @@ def export_model(
             os.replace(src, dst)  # within one folder: an atomic rename
     write_json(paths.report, report)
     return report
+
+
+def graph_nodes_per_step(model: FastGRNNClassifier, opset: int = DEFAULT_OPSET) -> int:
+    """Nodes the unrolled sequence graph of ``model`` repeats per time step (after the first).
+
+    The sequence graph holds a fixed part (normalisation, the input product for all steps, the
+    split into steps, the head), the first step (no U h: the state starts at 0) and T - 1 copies
+    of one step; the difference between 3- and 2-step exports is one copy. At batch 1 this count
+    times T sets onnxruntime's time (each node costs a fixed ~0.3-1 us there, see
+    ``compact_model``).
+    """
+    compact, _ = compact_fastgrnn(model)
+    features = compact.input_size
+    counts = []
+    with tempfile.TemporaryDirectory(prefix="edge_str-nodes-") as tmp:
+        for steps in (2, 3):
+            graph = _torch_to_onnx(
+                compact,
+                (torch.zeros(1, steps, features),),
+                [SEQUENCE_INPUT],
+                [SEQUENCE_OUTPUT],
+                {SEQUENCE_INPUT: {0: "batch"}, SEQUENCE_OUTPUT: {0: "batch"}},
+                opset,
+                Path(tmp) / "raw.onnx",
+            )
+            counts.append(len(graph.graph.node))
+    return counts[1] - counts[0]
 
 
 def _write_checked(
