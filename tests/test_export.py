@@ -25,6 +25,7 @@ from edge_str.export import (
     FLOAT_OPS,
     INT8_OPS,
     PARITY_TOLERANCE,
+    SCAN_OPS,
     export_model,
     export_run,
     graph_nodes_per_step,
@@ -293,6 +294,83 @@ def test_nodes_per_step_are_bounded(trained_state, heldout, tmp_path, w, u, per_
     assert "bias_update" not in inits
     assert report["max_abs_diff"] <= PARITY_TOLERANCE
     assert report["streaming"]["max_abs_diff"] <= PARITY_TOLERANCE
+
+
+# --------------------------------------------------------------------------- Scan loop form
+
+
+def _loop_body(path) -> onnx.GraphProto:
+    (scan,) = [n for n in onnx.load(str(path)).graph.node if n.op_type == "Scan"]
+    return onnx.helper.get_attribute_value(scan.attribute[0])
+
+
+def test_scan_loop_computes_what_the_unrolled_graph_does(trained_state, heldout, tmp_path):
+    x, y = heldout
+    model = _model(trained_state, w=3, u=5)
+    unrolled = export_model(model, tmp_path / "u.onnx", x, y)
+    report = export_model(model, tmp_path / "s.onnx", x, y, loop="scan", int8=True, streaming=True)
+    assert unrolled["loop"] == "unrolled" and unrolled["loop_body_nodes"] is None
+    assert report["loop"] == "scan"
+    loaded = onnx.load(str(tmp_path / "s.onnx"))
+    onnx.checker.check_model(loaded, full_check=True)
+    kinds = [n.op_type for n in loaded.graph.node]
+    assert kinds.count("Scan") == 1 and kinds.count("Sigmoid") == 1  # first step outside
+    body = _loop_body(tmp_path / "s.onnx")
+    # the loop body is one step of the unrolled graph, node for node
+    assert len(body.node) == report["loop_body_nodes"] == graph_nodes_per_step(model)
+    assert set(report["op_types"]) <= SCAN_OPS
+    assert [n.input[1] for n in body.node if n.op_type == "MatMul"] == ["U.right_t", "U.left_t"]
+    # same weights (int64 index constants aside), stored once; the file no longer grows with T
+    weights = {k: v for k, v in _inits(tmp_path / "s.onnx").items() if not k.startswith("const")}
+    assert weights == {
+        k: v for k, v in _inits(tmp_path / "u.onnx").items() if not k.startswith("const")
+    }
+    assert report["file_bytes"]["onnx"] < unrolled["file_bytes"]["onnx"]
+    logits = run_onnx(tmp_path / "s.onnx", x)
+    np.testing.assert_allclose(logits, run_onnx(tmp_path / "u.onnx", x), atol=1e-5)
+    assert report["max_abs_diff"] <= PARITY_TOLERANCE and report["top1_agreement"] == 1.0
+    assert report["accuracy"]["onnx"] == unrolled["accuracy"]["onnx"]
+    # int8: the body's products read dequantized weights (outer scope), stored as int8
+    int8_model = onnx.load(str(tmp_path / "s.int8.onnx"))
+    stored = {t.name: t for t in int8_model.graph.initializer}
+    assert stored["U.left_t_q"].data_type == onnx.TensorProto.INT8 and "U.left_t" not in stored
+    assert report["int8"]["top1_agreement_vs_float"] >= 0.9
+    assert report["file_bytes"]["int8"] < report["file_bytes"]["onnx"]
+    # the streaming step graph does not depend on the loop form
+    assert report["streaming"]["max_abs_diff"] <= PARITY_TOLERANCE
+
+
+def test_scan_loop_without_u_and_refusals(trained_state, heldout, tmp_path):
+    x = heldout[0][:32]
+    model = _model(trained_state, w=3, u_zero=True)
+    report = export_model(model, tmp_path / "u0.onnx", x, loop="scan", fixed_batch=4)
+    body = _loop_body(tmp_path / "u0.onnx")
+    assert "MatMul" not in {n.op_type for n in body.node}  # U h vanished
+    assert report["max_abs_diff"] <= PARITY_TOLERANCE
+    loaded = onnx.load(str(tmp_path / "u0.onnx"))
+    assert [d.dim_value for d in loaded.graph.input[0].type.tensor_type.shape.dim] == [
+        4,
+        STEPS,
+        FEATURES,
+    ]
+    with pytest.raises(edge_str.EdgeStrError, match="--loop scan: W has rank 0"):
+        export_model(_model(trained_state, w_zero=True, u=5), tmp_path / "w0.onnx", x, loop="scan")
+    with pytest.raises(edge_str.EdgeStrError, match="--loop while"):
+        export_model(model, tmp_path / "b.onnx", x, loop="while")
+    assert not list(tmp_path.glob("w0*")) and not list(tmp_path.glob("b.*"))
+
+
+def test_cli_exports_a_scan_loop(trained_state, tmp_path, capsys, monkeypatch):
+    monkeypatch.delattr(edge_str.data, "load_task", raising=False)
+    run = _make_run(tmp_path / "run", _model(trained_state, w=3, u=5))
+    out = tmp_path / "scan.onnx"
+    assert main(["export", str(run), "--out", str(out), "--loop", "scan"]) == 0
+    report = json.loads((tmp_path / "scan.json").read_text())
+    assert report["loop"] == "scan" and report["max_abs_diff"] <= PARITY_TOLERANCE
+    capsys.readouterr()
+    zero = _make_run(tmp_path / "zero", _model(trained_state, w_zero=True, u=5))
+    message = _refused(["export", str(zero), "--out", str(out), "--loop", "scan"], capsys)
+    assert "W has rank 0" in message
 
 
 # --------------------------------------------------------------------------- streaming

@@ -21,7 +21,9 @@ from edge_str.export.onnx_export import (
     DEFAULT_OPSET,
     FLOAT_OPS,
     INT8_OPS,
+    LOOP_FORMS,
     PARITY_TOLERANCE,
+    SCAN_OPS,
     ExportPaths,
     export_model,
     export_run,
@@ -34,12 +36,15 @@ from edge_str.export.onnx_export import (
     tidy_graph,
     validate_options,
 )
+from edge_str.export.scan_graph import scan_sequence_graph
 
 __all__ = [
     "DEFAULT_OPSET",
     "FLOAT_OPS",
     "INT8_OPS",
+    "LOOP_FORMS",
     "PARITY_TOLERANCE",
+    "SCAN_OPS",
     "CompactFastGRNN",
     "CompactFastGRNNStep",
     "CompactProjection",
@@ -47,6 +52,7 @@ __all__ = [
     "clone_fastgrnn",
     "compact_fastgrnn",
     "refuse_unexportable",
+    "scan_sequence_graph",
     "export_model",
     "export_run",
     "graph_nodes_per_step",

@@ -49,6 +49,7 @@ from edge_str.export.compact_model import (
     compact_fastgrnn,
     refuse_unexportable,
 )
+from edge_str.export.scan_graph import loop_body, scan_sequence_graph
 from edge_str.fastgrnn import FastGRNNClassifier
 
 if TYPE_CHECKING:
@@ -91,6 +92,9 @@ FLOAT_OPS = frozenset(
 )
 # What weight-only 8-bit quantization adds: one DequantizeLinear per matrix (standard ONNX).
 INT8_OPS = FLOAT_OPS | {"DequantizeLinear"}
+LOOP_FORMS = ("unrolled", "scan")  # --loop: the time loop as a straight line, or one ONNX Scan
+SCAN_OPS = FLOAT_OPS | {"Scan"}
+SCAN_INT8_OPS = INT8_OPS | {"Scan"}
 
 
 @dataclass(frozen=True)
@@ -289,8 +293,29 @@ def _base36(i: int) -> str:
             return "_" + out
 
 
+def all_nodes(graph: onnx.GraphProto):
+    """Every node of ``graph``, including those of subgraphs (a Scan's loop body)."""
+    for node in graph.node:
+        yield node
+        for attribute in node.attribute:
+            if attribute.type == onnx.AttributeProto.GRAPH:
+                yield from all_nodes(attribute.g)
+            for sub in attribute.graphs:
+                yield from all_nodes(sub)
+
+
 def op_types(model: onnx.ModelProto) -> set[str]:
-    return {n.op_type for n in model.graph.node}
+    return {n.op_type for n in all_nodes(model.graph)}
+
+
+def _matrices(model: onnx.ModelProto) -> set[str]:
+    """Initializers read as the weight of a MatMul (in the graph or its loop body)."""
+    inits = {t.name: t for t in model.graph.initializer}
+    return {
+        n.input[1]
+        for n in all_nodes(model.graph)
+        if n.op_type == "MatMul" and n.input[1] in inits and len(inits[n.input[1]].dims) == 2
+    }
 
 
 def check_graph(model: onnx.ModelProto, allowed: frozenset[str] | set[str], what: str) -> None:
@@ -301,7 +326,7 @@ def check_graph(model: onnx.ModelProto, allowed: frozenset[str] | set[str], what
         raise EdgeStrError(f"{what}: ONNX checker failed: {str(error).splitlines()[0]}") from None
     foreign = {
         f"{n.domain}::{n.op_type}" if n.domain not in ("", "ai.onnx") else n.op_type
-        for n in model.graph.node
+        for n in all_nodes(model.graph)
         if n.domain not in ("", "ai.onnx") or n.op_type not in allowed
     }
     if foreign:
@@ -324,12 +349,7 @@ def int8_weight_bytes_estimate(model: onnx.ModelProto) -> int:
     What ``--int8`` stores: int8 values plus a float32 scale and an int8 zero point per matrix;
     everything else (biases, statistics, constants) stays as it is.
     """
-    inits = {t.name: t for t in model.graph.initializer}
-    matrices = {
-        n.input[1]
-        for n in model.graph.node
-        if n.op_type == "MatMul" and n.input[1] in inits and len(inits[n.input[1]].dims) == 2
-    }
+    matrices = _matrices(model)
     total = 0
     for t in model.graph.initializer:
         numel = int(np.prod(t.dims, dtype=np.int64))
@@ -370,12 +390,21 @@ def _torch_to_onnx(
     model = onnx.load(str(path))
     _strip_prefix(model, "net.")  # the step wrapper's submodule: same names in both graphs
     tidy_graph(model)
-    model.producer_name = "edge_str"
-    from edge_str import __version__
-
-    model.producer_version = __version__
+    _label(model)
     _keep_unused_inputs(model, args, input_names)
     return model
+
+
+def _label(model: onnx.ModelProto) -> None:
+    from edge_str import __version__
+
+    model.producer_name = "edge_str"
+    model.producer_version = __version__
+
+
+def _loop_body_nodes(model: onnx.ModelProto) -> int | None:
+    body = loop_body(model)
+    return None if body is None else len(body.node)
 
 
 def _strip_prefix(model: onnx.ModelProto, prefix: str) -> None:
@@ -451,9 +480,13 @@ def random_heldout(model: FastGRNNClassifier, n: int, steps: int, seed: int = 0)
     return (mean + std * noise).float()
 
 
-def validate_options(out: str | os.PathLike, opset: int, fixed_batch: int | None) -> ExportPaths:
-    """Refuse a bad --out, --opset or --fixed-batch; returns the files the export would write."""
+def validate_options(
+    out: str | os.PathLike, opset: int, fixed_batch: int | None, loop: str = "unrolled"
+) -> ExportPaths:
+    """Refuse a bad --out, --opset, --fixed-batch or --loop; returns the files to be written."""
     paths = ExportPaths.for_output(out)
+    if loop not in LOOP_FORMS:
+        raise EdgeStrError(f"--loop {loop}: must be one of {', '.join(LOOP_FORMS)}")
     if not MIN_OPSET <= opset <= MAX_OPSET:
         raise EdgeStrError(f"--opset {opset}: supported opsets are {MIN_OPSET}..{MAX_OPSET}")
     if fixed_batch is not None and fixed_batch < 1:
@@ -471,6 +504,7 @@ def export_model(
     int8: bool = False,
     opset: int = DEFAULT_OPSET,
     fixed_batch: int | None = None,
+    loop: str = "unrolled",
     class_names: Sequence[str] | None = None,
     heldout_source: str = "given",
     heldout_note: str | None = None,
@@ -482,9 +516,12 @@ def export_model(
     graph) and ``y`` (N,) their labels, if known (then accuracies are reported). The original,
     still parametrized ``model`` is the reference for parity. Returns the report (also written
     to FILE.json). Raises ``EdgeStrError`` when the model cannot be exported or a check fails;
-    then nothing is written.
+    then nothing is written. ``loop``: "unrolled" (default: one straight line of standard ops,
+    what microcontroller converters take) or "scan" (the time loop as one ONNX Scan, faster
+    under onnxruntime at batch 1; see ``scan_graph``). The streaming step graph is the same
+    either way.
     """
-    paths = validate_options(out, opset, fixed_batch)
+    paths = validate_options(out, opset, fixed_batch, loop)
     if not isinstance(model, FastGRNNClassifier):
         raise EdgeStrError(f"export supports FastGRNN classifiers only, not {type(model).__name__}")
     x = torch.as_tensor(x, dtype=torch.float32)
@@ -512,20 +549,27 @@ def export_model(
     with tempfile.TemporaryDirectory(prefix=".edge_str-export-", dir=paths.onnx.parent) as tmp:
         tmp = Path(tmp)
         # Sequence graph: raw features (batch, T, F) -> logits.
-        dynamic = (
-            None if fixed_batch else {SEQUENCE_INPUT: {0: "batch"}, SEQUENCE_OUTPUT: {0: "batch"}}
-        )
-        seq = _torch_to_onnx(
-            compact,
-            (torch.zeros(batch, steps, features),),
-            [SEQUENCE_INPUT],
-            [SEQUENCE_OUTPUT],
-            dynamic,
-            opset,
-            tmp / "raw.onnx",
-        )
+        if loop == "scan":
+            seq = scan_sequence_graph(compact, steps, fixed_batch, opset)
+            _label(seq)
+        else:
+            dynamic = (
+                None
+                if fixed_batch
+                else {SEQUENCE_INPUT: {0: "batch"}, SEQUENCE_OUTPUT: {0: "batch"}}
+            )
+            seq = _torch_to_onnx(
+                compact,
+                (torch.zeros(batch, steps, features),),
+                [SEQUENCE_INPUT],
+                [SEQUENCE_OUTPUT],
+                dynamic,
+                opset,
+                tmp / "raw.onnx",
+            )
         _describe(seq, class_names, "sequence")
-        onnx_logits = _write_checked(seq, FLOAT_OPS, tmp / "seq.onnx", paths.onnx.name, x)
+        allowed = SCAN_OPS if loop == "scan" else FLOAT_OPS
+        onnx_logits = _write_checked(seq, allowed, tmp / "seq.onnx", paths.onnx.name, x)
         parity = _check_parity(onnx_logits, reference, paths.onnx.name)
         report: dict[str, Any] = {
             "onnx": str(paths.onnx),
@@ -549,7 +593,9 @@ def export_model(
             "macs_per_step_dense": _macs_per_step_dense(compact),
             "head_macs": compact.hidden_size * compact.num_classes,
             "file_bytes": {"onnx": (tmp / "seq.onnx").stat().st_size},
+            "loop": loop,
             "graph_nodes": len(seq.graph.node),
+            "loop_body_nodes": _loop_body_nodes(seq),
             "op_types": sorted(op_types(seq)),
             "heldout": {
                 "source": heldout_source,
@@ -604,7 +650,8 @@ def export_model(
 
         if int8:
             quantized = _quantize(tmp / "seq.onnx", tmp)
-            int8_logits = _write_checked(quantized, INT8_OPS, tmp / "int8.onnx", paths.int8.name, x)
+            allowed = SCAN_INT8_OPS if loop == "scan" else INT8_OPS
+            int8_logits = _write_checked(quantized, allowed, tmp / "int8.onnx", paths.int8.name, x)
             accuracy = report["accuracy"]
             accuracy["int8"] = _accuracy(int8_logits, y_np)
             if accuracy["int8"] is not None:
@@ -707,13 +754,7 @@ def _quantize(float_path: Path, tmp: Path) -> onnx.ModelProto:
     model = onnx.load(str(float_path))
     graph = model.graph
     inits = {t.name: t for t in graph.initializer}
-    matrices = sorted(
-        {
-            n.input[1]
-            for n in graph.node
-            if n.op_type == "MatMul" and n.input[1] in inits and len(inits[n.input[1]].dims) == 2
-        }
-    )
+    matrices = sorted(_matrices(model))
     dequantize = []
     for name in matrices:
         values = numpy_helper.to_array(inits[name])
@@ -789,6 +830,7 @@ def export_run(
     int8: bool = False,
     opset: int = DEFAULT_OPSET,
     fixed_batch: int | None = None,
+    loop: str = "unrolled",
     heldout_source: str = "given",
     random_examples: int = DEFAULT_RANDOM_EXAMPLES,
     seed: int = 0,
@@ -804,11 +846,13 @@ def export_run(
     """
     from edge_str.run import BEST_CHECKPOINT, load_trained_model
 
-    validate_options(out, opset, fixed_batch)
+    validate_options(out, opset, fixed_batch, loop)
     info, model = load_trained_model(run_dir, checkpoint or BEST_CHECKPOINT)
     if not isinstance(model, FastGRNNClassifier):
         raise EdgeStrError(f"{run_dir}: export supports FastGRNN runs only")
     refuse_unexportable(model)
+    if loop == "scan" and model.effective_ranks()["W"] == 0:
+        raise EdgeStrError("--loop scan: W has rank 0; export the unrolled graph")
     reason = None
     if x is None and heldout is not None:
         x, y, heldout_source = heldout(info)
@@ -834,6 +878,7 @@ def export_run(
         int8=int8,
         opset=opset,
         fixed_batch=fixed_batch,
+        loop=loop,
         class_names=info.class_names,
         heldout_source=heldout_source,
         extra={"run": str(run_dir), "task": info.config.task},
