@@ -12,12 +12,12 @@ TorchScript exporter writes from ``CompactFastGRNN`` (see there for the formulas
   logits = h_T Whᵀ + b
 
 Why it exists, and why it is not the default: at batch 1 onnxruntime runs this graph faster
-than the unrolled one (~0.7-0.8x the time on a 2-core x86 machine: the loop body is ~11 nodes
-that stay hot in cache, against ~1,000 distinct nodes), and the file does not grow with T. At
-batch 100 it is ~5-10% slower, and microcontroller toolchains (TFLite-Micro via onnx2tf,
-STM32Cube.AI, CMSIS-NN code generators) handle Scan's subgraph partially or not at all, so the
-unrolled straight line stays the default. Needs W of rank > 0 (a model whose W was pruned away
-ignores its input; export it unrolled).
+than the unrolled one (0.65-0.85x the time on a 2-core x86 machine: the loop body is 10-11
+nodes that stay hot in cache, against ~1,000 distinct nodes), and the file does not grow with
+T. At batch 100 it is 3-10% slower (benchmarks/inference.py), and microcontroller toolchains
+(TFLite-Micro via onnx2tf, STM32Cube.AI, CMSIS-NN code generators) handle Scan's subgraph
+partially or not at all, so the unrolled straight line stays the default. Needs W of rank > 0
+(a model whose W was pruned away ignores its input; export it unrolled).
 """
 
 from __future__ import annotations
