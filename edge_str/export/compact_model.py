@@ -20,8 +20,8 @@ which is FastGRNN's W x_t + U h + b_z and W x_t + U h + b_h with b_z added once,
 product of all steps, instead of in every step. At batch 1 onnxruntime's time for this graph is
 mostly per-node overhead (~0.3 us an elementwise node, ~1 us a small MatMul), so every node
 taken out of the step counts T times. Pz is flattened to (B, T·H) and split into T (B, H)
-slices by one Split (no Squeeze per step), and the product h Uᵀ comes first in its Add so that
-onnxruntime fuses the two into one Gemm.
+slices by one Split (no Squeeze per step), and h Uᵀ + Pz_t is one Add right after the product,
+which onnxruntime fuses with it into one Gemm.
 sigmoid(zeta) and sigmoid(nu) are precomputed (the same float32 ops torch runs), and the
 coefficient is evaluated as (sigmoid(zeta) + sigmoid(nu)) - sigmoid(zeta) ⊙ z: the same value
 to rounding, one node fewer per step. Per step the sequence graph has 10 nodes with U stored
@@ -136,7 +136,7 @@ class CompactFastGRNN(nn.Module):
         batch dimension then comes from h, or is added at the end).
         """
         uh = None if h is None else self.U(h)
-        pre_z = pz_t if uh is None else uh + pz_t  # product first: onnxruntime fuses a Gemm
+        pre_z = pz_t if uh is None else uh + pz_t  # onnxruntime fuses product + Add: one Gemm
         z = torch.sigmoid(pre_z)
         h_tilde = torch.tanh(pre_z + self.bias_delta)  # W x_t + U h + b_h
         coef = self.coef_base - self.zeta_gate * z  # sigmoid(zeta)(1 - z) + sigmoid(nu)
