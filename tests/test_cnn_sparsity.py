@@ -13,6 +13,7 @@ from edge_str.cnn.sparsity import (
     GMPController,
     STRController,
     bake_sparsity,
+    baked_copy,
     cubic_sparsity,
     mask_parametrizations,
     overall_sparsity,
@@ -259,6 +260,36 @@ def test_str_checkpoint_round_trip_and_bake():
     assert threshold_parameters(fresh) == []
     assert overall_sparsity(fresh) == sparsity
     assert torch.allclose(model(x), fresh(x), atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"str_granularity": "layer", "cnn_s_init": -3.0},
+        {"str_granularity": "global", "cnn_s_init": -3.0},
+        {"sparsity": "gmp", "gmp_target": 0.5},
+    ],
+)
+def test_baked_copy_leaves_the_trained_model_alone(overrides):
+    torch.manual_seed(0)
+    model, cfg = _build("resnet18", **overrides)
+    if cfg.sparsity == "gmp":
+        controller = prepare_sparsity(model, cfg)
+        controller.prune_to(dict.fromkeys(controller.layers, 0.5))
+    model.eval()
+    x = torch.randn(4, 8, 8, 1)
+    before = model(x)
+    sparsity = overall_sparsity(model)
+    assert sparsity > 0.05
+    copy = baked_copy(model)
+    assert not any(parametrize.is_parametrized(m) for m in copy.modules())
+    assert overall_sparsity(copy) == sparsity
+    assert torch.allclose(copy(x), before, atol=1e-6)
+    # the original still carries its STR/masks and computes as before (a deepcopy + bake does not)
+    assert parametrize.is_parametrized(model.layer1[0].conv1, "weight")
+    assert torch.equal(model(x), before)
+    bake_sparsity(model)  # and can still be baked itself
+    assert torch.allclose(model(x), before, atol=1e-6)
 
 
 def test_dense_and_errors():

@@ -34,6 +34,7 @@ Trainer contract (see ``prepare_sparsity``):
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -127,6 +128,22 @@ def bake_sparsity(model: nn.Module) -> nn.Module:
     return model
 
 
+def baked_copy(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` with its sparsity baked in (``bake_sparsity``); ``model`` is untouched.
+
+    Not a plain ``copy.deepcopy`` + bake: ``torch.nn.utils.parametrize`` gives each parametrized
+    module a class of its own, a deep copy shares that class with the original, and removing
+    the copy's parametrizations deletes the property from the shared class -- the original then
+    has no ``weight``. Each parametrized module of the copy gets its own copy of the class first.
+    """
+    clone = copy.deepcopy(model)
+    for module in clone.modules():
+        if parametrize.is_parametrized(module):
+            cls = type(module)
+            module.__class__ = type(cls.__name__, cls.__bases__, dict(cls.__dict__))
+    return bake_sparsity(clone)
+
+
 # ----------------------------------------------------------------------------- measurement
 
 
@@ -166,6 +183,14 @@ class SparsityController:
 
     def step(self, epoch: int, step_in_epoch: int, steps_per_epoch: int, total_epochs: int) -> None:
         """Called after every optimizer step; ``epoch`` and ``step_in_epoch`` count from 0."""
+
+    def reached_target(self) -> bool:
+        """Whether the model now has the sparsity asked for (the trainer keeps only such models).
+
+        Always for dense and STR (STR's sparsity is whatever it learns); GMP once its schedule
+        has reached every layer's target.
+        """
+        return True
 
     def metrics(self) -> dict[str, float]:
         """Per-epoch values for metrics.jsonl."""
@@ -283,6 +308,9 @@ class GMPController(SparsityController):
             mask.mask.copy_(keep.view_as(mask.mask))
             original.mul_(mask.mask)  # the stored values of pruned weights are 0 as well
             self.current[name] = fraction
+
+    def reached_target(self) -> bool:
+        return self.current == self.targets
 
     def metrics(self) -> dict[str, float]:
         values = super().metrics()
@@ -446,6 +474,7 @@ __all__ = [
     "apply_mask",
     "attach_sparsity",
     "bake_sparsity",
+    "baked_copy",
     "budget_targets",
     "cubic_sparsity",
     "is_sparsified",

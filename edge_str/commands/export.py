@@ -1,11 +1,16 @@
-"""``edge-str export RUN --out FILE.onnx``: bake STR in, drop pruned ranks, write standard ONNX.
+"""``edge-str export RUN --out FILE.onnx``: bake STR in, write standard ONNX, check and report.
+
+FastGRNN runs: pruned ranks dropped (``export.onnx_export``). CNN runs (DS-CNN, ResNet,
+MobileNetV1): sparse weights baked in, BatchNorm folded, storage and budget figures in FILE.json
+(``export.cnn_export``); ``--streaming`` and ``--loop scan`` are refused for them.
 
 Held-out inputs for the parity checks and the accuracies come from the test split through the
 data-loader contract:
     edge_str.data.load_task(task, data_dir, config.data).split_tensors("test") -> (x, y)
-Where no data can be read (no --data and the run's data folder is gone, or no loader in this
-build) the checks run on random inputs around the model's normalisation statistics and the
-accuracies are null; the summary line and a note on stderr say so.
+(``digits`` is bundled with scikit-learn and needs no folder). Where no data can be read (no
+--data and the run's data folder is gone, or no loader in this build) the checks run on random
+inputs around the model's normalisation statistics and the accuracies are null; the summary
+line and a note on stderr say so.
 """
 
 from __future__ import annotations
@@ -20,15 +25,19 @@ from edge_str.errors import EdgeStrError
 from edge_str.export.onnx_export import DEFAULT_OPSET, LOOP_FORMS, MAX_OPSET, MIN_OPSET
 from edge_str.run import RunInfo
 
+BUNDLED_TASKS = ("digits",)  # data shipped with a dependency: no --data folder needed
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "export",
-        help="export a trained run to ONNX (STR baked in, pruned ranks dropped)",
+        help="export a trained run to ONNX (sparsity / pruned ranks baked in)",
         description=(
-            "Bake STR in, compact every low-rank matrix to its surviving ranks and write "
-            "FILE.onnx (raw features -> logits) and FILE.json (ranks, params, bytes, MACs, "
-            "max |onnxruntime - torch|, accuracies)."
+            "Bake STR in and write FILE.onnx (raw input -> logits) and FILE.json. FastGRNN: "
+            "every low-rank matrix compacted to its surviving ranks; the report gives ranks, "
+            "params, bytes, MACs. CNNs: sparse weights baked in, BatchNorm folded; the report "
+            "gives per-layer bytes stored dense and sparse, the sparsity budget and MACs. Both: "
+            "max |onnxruntime - torch| and accuracies on the test split."
         ),
     )
     parser.add_argument("run", metavar="RUN", help="run directory written by `edge-str train`")
@@ -39,7 +48,7 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--streaming",
         action="store_true",
-        help="also write FILE.step.onnx: one frame per call, (x_t, h) -> (h', logits)",
+        help="FastGRNN: also write FILE.step.onnx, one frame per call, (x_t, h) -> (h', logits)",
     )
     parser.add_argument(
         "--opset",
@@ -63,7 +72,7 @@ def register(subparsers) -> None:
         choices=LOOP_FORMS,
         default="unrolled",
         help=(
-            "time loop of FILE.onnx: unrolled (default; plain ops, for microcontroller "
+            "FastGRNN: time loop of FILE.onnx, unrolled (default; plain ops, for microcontroller "
             "converters) or scan (one ONNX Scan: faster under onnxruntime at batch 1)"
         ),
     )
@@ -78,7 +87,8 @@ def heldout_split(
 ) -> tuple[torch.Tensor | None, torch.Tensor | None, str]:
     """(x, y, source) of the run's test split, or (None, None, reason) when none can be read."""
     data_dir = data or info.config.data_dir
-    if not data_dir or not Path(data_dir).is_dir():
+    bundled = info.config.task in BUNDLED_TASKS and not data
+    if not bundled and (not data_dir or not Path(data_dir).is_dir()):
         return None, None, "no data folder (pass --data DIR)"
     try:
         from edge_str.data import load_task
@@ -86,6 +96,8 @@ def heldout_split(
         return None, None, "this build has no data loader"
     task = load_task(info.config.task, data_dir, info.config.data)
     x, y = task.split_tensors("test")
+    if bundled:
+        return x, y, f"test split of {info.config.task}"
     return x, y, f"test split of {data_dir}"
 
 

@@ -1,4 +1,4 @@
-"""ONNX export of STR FastGRNN models: bake STR in, drop pruned ranks, emit standard ONNX ops.
+"""ONNX export: STR FastGRNN (bake STR in, drop pruned ranks) and sparse CNNs (bake, fold BN).
 
 STR: Kusupati et al., "Soft Threshold Weight Reparameterization for Learnable Sparsity", ICML 2020
 (structured case, g = exp on singular values, so ranks are learned). FastGRNN: Kusupati et al.,
@@ -7,8 +7,17 @@ NeurIPS 2018. See ``onnx_export`` for the files written and the checks run befor
     from edge_str.export import export_run, run_onnx
     report = export_run("runs/kws", "kws.onnx", x_test, y_test, streaming=True, int8=True)
     logits = run_onnx("kws.onnx", x_test)            # (N, C) from onnxruntime
+    report = export_run("runs/dscnn", "dscnn.onnx", x_test, y_test)   # a CNN run: cnn_export
+
+Shared plumbing (running files, graph hygiene, checks, int8) lives in ``onnx_common``.
 """
 
+from edge_str.export.cnn_export import (
+    CNN_FLOAT_OPS,
+    CNN_INT8_OPS,
+    export_cnn_model,
+    export_cnn_run,
+)
 from edge_str.export.compact_model import (
     CompactFastGRNN,
     CompactFastGRNNStep,
@@ -39,6 +48,8 @@ from edge_str.export.onnx_export import (
 from edge_str.export.scan_graph import scan_sequence_graph
 
 __all__ = [
+    "CNN_FLOAT_OPS",
+    "CNN_INT8_OPS",
     "DEFAULT_OPSET",
     "FLOAT_OPS",
     "INT8_OPS",
@@ -53,6 +64,8 @@ __all__ = [
     "compact_fastgrnn",
     "refuse_unexportable",
     "scan_sequence_graph",
+    "export_cnn_model",
+    "export_cnn_run",
     "export_model",
     "export_run",
     "graph_nodes_per_step",

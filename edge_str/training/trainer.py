@@ -1,9 +1,11 @@
 """The training loop: epochs, validation-based model selection, checkpoints, resume.
 
 Every epoch writes RUN/last.pt (everything needed to continue) and RUN/metrics.jsonl atomically;
-the model with the best validation accuracy goes to RUN/best.pt. The test split is evaluated once,
-at the end, on the kept model. Data order and augmentation are a function of (seed, epoch), so a
-resumed run reproduces an uninterrupted one exactly.
+the model with the best validation accuracy goes to RUN/best.pt (for GMP, among the epochs at
+which the schedule has reached its target sparsities: an earlier model would not have the
+sparsity asked for). The test split is evaluated once, at the end, on the kept model. Data order
+and augmentation are a function of (seed, epoch), so a resumed run reproduces an uninterrupted
+one exactly.
 """
 
 from __future__ import annotations
@@ -176,7 +178,8 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> dict[str, Any]:
                 record.update(controller.metrics())
             record.update(model_summary(model))
             history.append(record)
-            if record["val_accuracy"] > best["val_accuracy"]:
+            eligible = controller is None or controller.reached_target()
+            if eligible and record["val_accuracy"] > best["val_accuracy"]:
                 best = {"val_accuracy": record["val_accuracy"], "epoch": epoch}
                 save_checkpoint(run_dir / BEST_CHECKPOINT, {"model": model.state_dict(), **best})
             save_checkpoint(

@@ -1,0 +1,197 @@
+"""STR's learned layer-wise budget vs GMP, at the same overall sparsity, on a small CNN.
+
+    python benchmarks/cnn_budget_study.py [--task digits] [--model resnet --depth 10 --width 0.25]
+        [--epochs 30] [--weight-decay 2e-3] [--cnn-s-init -6] [--seeds 0 1 2]
+        [--out runs/budget_study] [--json results.json]
+    python benchmarks/cnn_budget_study.py --task google12 --data /tmp/g12 --model dscnn --width 0.5
+
+For each seed, four runs through ``edge-str train`` with the same task, model, epochs and
+optimizer settings (STR paper, sec. 5.1 and Fig. 2/3 -- "STR's budget with GMP"):
+
+    dense        no sparsity
+    str          STR, one learned threshold per layer: the budget is whatever STR learns
+    gmp-uniform  GMP (Zhu & Gupta 2017) with the same target in every sparsified layer, set to
+                 STR's sparsity over the sparsified layers, so the overall sparsity matches STR's
+    gmp-budget   GMP with STR's per-layer sparsities as targets (``--budget-from`` the STR run)
+
+First and last layers stay dense in all of them (the package default). Prints a Markdown table
+(mean and spread over seeds of sparsity, MACs, test accuracy) and the exact commands, and writes
+every run's figures as JSON. Runs on one intra-op thread (small models: fastest on a busy CPU).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+METHODS = ("dense", "str", "gmp-uniform", "gmp-budget")
+
+
+def train_args(args: argparse.Namespace, seed: int, out: Path) -> list[str]:
+    common = ["--task", args.task, "--model", args.model, "--width", str(args.width)]
+    if args.model == "resnet":
+        common += ["--depth", str(args.depth)]
+    if args.data:
+        common += ["--data", str(args.data)]
+    common += ["--epochs", str(args.epochs), "--seed", str(seed), "--out", str(out)]
+    common += ["--weight-decay", str(args.weight_decay)]
+    if args.lr is not None:
+        common += ["--lr", str(args.lr)]
+    if args.batch_size is not None:
+        common += ["--batch-size", str(args.batch_size)]
+    return common
+
+
+def run_one(argv: list[str], log: list[str]) -> dict[str, Any]:
+    """``edge-str train ARGV`` in this process; final.json, with the command logged."""
+    from edge_str.cli import main
+
+    out = Path(argv[argv.index("--out") + 1])
+    final_path = out / "final.json"
+    log.append("edge-str train " + " ".join(argv))
+    if final_path.is_file():  # a finished run from before: reuse it (delete RUN to redo)
+        return json.loads(final_path.read_text())
+    code = main(["train", *argv])
+    if code != 0:
+        sys.exit(f"edge-str train {' '.join(argv)} failed with exit code {code}")
+    return json.loads(final_path.read_text())
+
+
+def row(method: str, seed: int, final: dict[str, Any]) -> dict[str, Any]:
+    budget = final["budget"]
+    return {
+        "method": method,
+        "seed": seed,
+        "sparsity": final["sparsity"],
+        "sparsified_sparsity": budget["sparsified_sparsity"],
+        "nonzero_weights": budget["nonzero"],
+        "weights": budget["params"],
+        "macs": final["macs"],
+        "macs_dense": final["macs_dense"],
+        "mac_fraction": final["macs"] / final["macs_dense"],
+        "test_accuracy": final["test_accuracy"],
+        "val_accuracy": final["val_accuracy"],
+        "bytes": final["bytes"],
+        "train_seconds": final["train_seconds"],
+        "layers": {e["layer"]: e["sparsity"] for e in budget["layers"]},
+    }
+
+
+def _mean_sd(values: list[float], scale: float = 1.0, digits: int = 2) -> str:
+    mean = statistics.fmean(values) * scale
+    if len(values) == 1:
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {statistics.stdev(values) * scale:.{digits}f}"
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    lines = [
+        "| method | sparsity (%) | MACs | MACs (% of dense) | test accuracy (%) | runs |",
+        "|---|---|---|---|---|---|",
+    ]
+    for method in METHODS:
+        chosen = [r for r in rows if r["method"] == method]
+        if not chosen:
+            continue
+        macs = statistics.fmean(r["macs"] for r in chosen)
+        lines.append(
+            f"| {method} | {_mean_sd([r['sparsity'] for r in chosen], 100)} | {macs:,.0f} | "
+            f"{_mean_sd([r['mac_fraction'] for r in chosen], 100, 1)} | "
+            f"{_mean_sd([r['test_accuracy'] for r in chosen], 100)} | {len(chosen)} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--task", default="digits", choices=("digits", "google12"))
+    parser.add_argument("--data", type=Path, help="data folder (google12)")
+    parser.add_argument("--model", default="resnet", choices=("resnet", "dscnn", "mobilenetv1"))
+    parser.add_argument("--depth", type=int, default=10)
+    parser.add_argument("--width", type=float, default=0.25)
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--weight-decay", type=float, default=2e-3)
+    parser.add_argument("--cnn-s-init", type=float, default=-6.0)
+    parser.add_argument("--lr", type=float, default=None)
+    parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=Path("runs/budget_study"))
+    parser.add_argument("--json", type=Path, default=None, help="default: OUT/study.json")
+    args = parser.parse_args()
+    if args.task == "google12" and args.data is None:
+        parser.error("--task google12 needs --data DIR (e.g. from `edge-str data synth google12`)")
+    torch.set_num_threads(args.threads)
+
+    started = time.perf_counter()
+    rows: list[dict[str, Any]] = []
+    commands: list[str] = []
+    for seed in args.seeds:
+        base = args.out / f"seed{seed}"
+        dense = run_one([*train_args(args, seed, base / "dense"), "--sparsity", "dense"], commands)
+        rows.append(row("dense", seed, dense))
+        str_run = base / "str"
+        learned = run_one(
+            [
+                *train_args(args, seed, str_run),
+                "--sparsity",
+                "str",
+                "--cnn-s-init",
+                str(args.cnn_s_init),
+            ],
+            commands,
+        )
+        rows.append(row("str", seed, learned))
+        # uniform GMP: STR's sparsity over the sparsified layers, in every sparsified layer
+        target = round(learned["budget"]["sparsified_sparsity"], 6)
+        uniform = run_one(
+            [*train_args(args, seed, base / "gmp_uniform"), "--sparsity", "gmp"]
+            + ["--gmp-target", str(target)],
+            commands,
+        )
+        rows.append(row("gmp-uniform", seed, uniform))
+        budget = run_one(
+            [*train_args(args, seed, base / "gmp_budget"), "--sparsity", "gmp"]
+            + ["--budget-from", str(str_run)],
+            commands,
+        )
+        rows.append(row("gmp-budget", seed, budget))
+
+    result = {
+        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "commands": commands,
+        "rows": rows,
+        "table": table(rows),
+        "seconds": time.perf_counter() - started,
+    }
+    json_path = args.json or args.out / "study.json"
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(result, indent=2) + "\n")
+    print(result["table"])
+    print()
+    print("per-layer sparsity (%), mean over seeds:")
+    layers = list(rows[0]["layers"])
+    print("| layer | " + " | ".join(m for m in METHODS[1:]) + " |")
+    print("|---|" + "---|" * (len(METHODS) - 1))
+    for layer in layers:
+        cells = [
+            f"{100 * statistics.fmean(r['layers'][layer] for r in rows if r['method'] == m):.1f}"
+            for m in METHODS[1:]
+        ]
+        print(f"| {layer} | " + " | ".join(cells) + " |")
+    print()
+    print("commands:")
+    for command in commands:
+        print("  " + command)
+    print(f"\n{len(rows)} runs in {result['seconds']:.0f} s; figures in {json_path}")
+
+
+if __name__ == "__main__":
+    main()
