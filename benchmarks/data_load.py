@@ -4,7 +4,8 @@ epoch of augmented training batches; figures per 1,000 examples.
     python benchmarks/data_load.py --data DIR            # an existing Speech Commands tree
     python benchmarks/data_load.py --synth-per-word 100  # make a synth tree first (espeak-ng)
 
-Each run uses a fresh temporary cache folder. Prints one JSON object.
+Each run uses a fresh temporary cache folder. Prints one JSON object; ``measure()`` returns it
+(``inference.py`` calls it for its feature-extraction figures).
 """
 
 from __future__ import annotations
@@ -18,40 +19,39 @@ from pathlib import Path
 from edge_str.data import DataConfig, load_task
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, help="Speech Commands tree to load")
-    parser.add_argument("--synth-per-word", type=int, help="synthesise a tree of this size first")
-    parser.add_argument("--batch-size", type=int, default=100)
-    args = parser.parse_args()
+def measure(
+    data_dir: Path | None = None, synth_per_word: int | None = None, batch_size: int = 100
+) -> dict:
+    """Time the loads of ``data_dir``, or of a synth tree of ``synth_per_word`` clips per word
+    made first in a temporary folder (default 100); returns the figures ``main`` prints."""
     with tempfile.TemporaryDirectory() as tmp:
-        data_dir = args.data
+        source = data_dir
         synth_s = None
-        if data_dir is None:
+        if source is None:
             from edge_str.data.synth_google12 import synth_google12
 
-            data_dir = Path(tmp) / "synth"
+            source = Path(tmp) / "synth"
             start = time.perf_counter()
-            synth_google12(data_dir, seed=0, per_word=args.synth_per_word or 100)
+            synth_google12(source, seed=0, per_word=synth_per_word or 100)
             synth_s = time.perf_counter() - start
         config = DataConfig(cache_dir=str(Path(tmp) / "cache"))
         start = time.perf_counter()
-        data = load_task("google12", data_dir, config)
+        data = load_task("google12", source, config)
         first_s = time.perf_counter() - start
         start = time.perf_counter()
-        cached = load_task("google12", data_dir, config)
+        cached = load_task("google12", source, config)
         cached_s = time.perf_counter() - start
         assert cached.summary()["cache"]["reused"]
         examples = sum(data.num_examples(s) for s in ("train", "val", "test"))
         silence = sum(data.summary()["splits"][s]["per_class"]["_silence_"] for s in ("train",
                       "val", "test"))  # fmt: skip
         start = time.perf_counter()
-        for _ in cached.train_batches(epoch=0, batch_size=args.batch_size, seed=0):
+        for _ in cached.train_batches(epoch=0, batch_size=batch_size, seed=0):
             pass
         epoch_s = time.perf_counter() - start
         train = cached.num_examples("train")
-    result = {
-        "data_dir": str(args.data) if args.data else f"synth --per-word {args.synth_per_word}",
+    return {
+        "data_dir": str(data_dir) if data_dir else f"synth --per-word {synth_per_word}",
         "synth_s": None if synth_s is None else round(synth_s, 2),
         "examples": examples,
         "decoded_wavs": examples - silence,
@@ -61,6 +61,15 @@ def main() -> None:
         "cached_load_s_per_1000": round(cached_s / examples * 1000, 3),
         "augmented_epoch_s_per_1000": round(epoch_s / train * 1000, 3),
     }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, help="Speech Commands tree to load")
+    parser.add_argument("--synth-per-word", type=int, help="synthesise a tree of this size first")
+    parser.add_argument("--batch-size", type=int, default=100)
+    args = parser.parse_args()
+    result = measure(args.data, args.synth_per_word, args.batch_size)
     print(json.dumps(result, indent=2))
 
 

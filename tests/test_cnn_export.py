@@ -352,6 +352,11 @@ def test_cli_exports_a_cnn_run_and_refuses_streaming(dscnn, tmp_path, capsys, mo
     error = _refused(["export", str(run), "--out", str(out), "--streaming"], capsys)
     assert "--streaming" in error and "dscnn run" in error and "per-frame step" in error
     assert not (tmp_path / "exp").exists()
+    # FastGRNN's --loop scan: a CNN has no time loop
+    error = _refused(["export", str(run), "--out", str(out), "--loop", "scan"], capsys)
+    assert error.startswith("edge-str: error: --loop scan:") and "dscnn run" in error
+    assert "no time loop" in error and "FastGRNN runs only" in error
+    assert not (tmp_path / "exp").exists()
 
     assert main(["export", str(run), "--out", str(out), "--int8"]) == 0
     captured = capsys.readouterr()

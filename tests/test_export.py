@@ -25,8 +25,10 @@ from edge_str.export import (
     FLOAT_OPS,
     INT8_OPS,
     PARITY_TOLERANCE,
+    SCAN_OPS,
     export_model,
     export_run,
+    graph_nodes_per_step,
     onnx_export,
     run_onnx,
     run_onnx_streaming,
@@ -254,6 +256,123 @@ def test_fully_pruned_w_leaves_the_graph(trained_state, heldout, tmp_path):
     assert np.abs(run_onnx_streaming(tmp_path / "w0.step.onnx", x[:5]) - reference[:5]).max() < 1e-4
 
 
+# --------------------------------------------------------------------------- nodes per step
+
+
+@pytest.mark.parametrize(
+    ("w", "u", "per_step"),
+    [
+        (3, 5, 11),  # U factored: two thin products (h Uᵀ = (h Rᵀ) Lᵀ)
+        (3, 16, 10),  # U stored dense (16 ranks: factors not smaller): one product
+        (None, None, 10),  # every rank kept: W and U dense
+    ],
+)
+def test_nodes_per_step_are_bounded(trained_state, heldout, tmp_path, w, u, per_step):
+    """At batch 1 onnxruntime's time is per-node overhead x nodes, so the step stays small:
+    b_z is folded into the one input product, b_h enters as b_h - b_z on the gate's
+    pre-activation, and the steps come from one Flatten + Split with no Squeeze per step."""
+    model = _model(trained_state, w=w, u=u)
+    assert graph_nodes_per_step(model) == per_step
+    report = export_model(model, tmp_path / "n.onnx", heldout[0][:32], streaming=True)
+    graph = onnx.load(str(tmp_path / "n.onnx")).graph
+    kinds = [n.op_type for n in graph.node]
+    assert "Squeeze" not in kinds and "Unsqueeze" not in kinds
+    assert kinds.count("Split") == 1 and kinds.count("Flatten") == 1
+    assert kinds.count("Sigmoid") == kinds.count("Tanh") == STEPS
+    # fixed part (Sub, Div, W product(s), + b_z, Flatten, Split, head MatMul + Add), the first
+    # step (no U h and no z ⊙ h), then STEPS - 1 steps
+    w_products = 1 if report["ranks"]["W"]["stored_as"] == "dense" else 2
+    fixed = 2 + w_products + 1 + 2 + 2
+    first_step = 6  # Sigmoid, Add, Tanh, Mul, Sub, Mul: no U h and no z ⊙ h
+    assert len(graph.node) == fixed + first_step + (STEPS - 1) * per_step
+    assert report["graph_nodes"] == len(graph.node)
+    # the bias of the update path is stored once, as b_h - b_z
+    inits = {t.name: onnx.numpy_helper.to_array(t) for t in graph.initializer}
+    cell = model.rnn.cell
+    expected = (cell.bias_update - cell.bias_gate).detach().numpy()
+    np.testing.assert_array_equal(inits["bias_delta"], expected)
+    assert "bias_update" not in inits
+    assert report["max_abs_diff"] <= PARITY_TOLERANCE
+    assert report["streaming"]["max_abs_diff"] <= PARITY_TOLERANCE
+
+
+# --------------------------------------------------------------------------- Scan loop form
+
+
+def _loop_body(path) -> onnx.GraphProto:
+    (scan,) = [n for n in onnx.load(str(path)).graph.node if n.op_type == "Scan"]
+    return onnx.helper.get_attribute_value(scan.attribute[0])
+
+
+def test_scan_loop_computes_what_the_unrolled_graph_does(trained_state, heldout, tmp_path):
+    x, y = heldout
+    model = _model(trained_state, w=3, u=5)
+    unrolled = export_model(model, tmp_path / "u.onnx", x, y)
+    report = export_model(model, tmp_path / "s.onnx", x, y, loop="scan", int8=True, streaming=True)
+    assert unrolled["loop"] == "unrolled" and unrolled["loop_body_nodes"] is None
+    assert report["loop"] == "scan"
+    loaded = onnx.load(str(tmp_path / "s.onnx"))
+    onnx.checker.check_model(loaded, full_check=True)
+    kinds = [n.op_type for n in loaded.graph.node]
+    assert kinds.count("Scan") == 1 and kinds.count("Sigmoid") == 1  # first step outside
+    body = _loop_body(tmp_path / "s.onnx")
+    # the loop body is one step of the unrolled graph, node for node
+    assert len(body.node) == report["loop_body_nodes"] == graph_nodes_per_step(model)
+    assert set(report["op_types"]) <= SCAN_OPS
+    assert [n.input[1] for n in body.node if n.op_type == "MatMul"] == ["U.right_t", "U.left_t"]
+    # same weights (int64 index constants aside), stored once; the file no longer grows with T
+    weights = {k: v for k, v in _inits(tmp_path / "s.onnx").items() if not k.startswith("const")}
+    assert weights == {
+        k: v for k, v in _inits(tmp_path / "u.onnx").items() if not k.startswith("const")
+    }
+    assert report["file_bytes"]["onnx"] < unrolled["file_bytes"]["onnx"]
+    logits = run_onnx(tmp_path / "s.onnx", x)
+    np.testing.assert_allclose(logits, run_onnx(tmp_path / "u.onnx", x), atol=1e-5)
+    assert report["max_abs_diff"] <= PARITY_TOLERANCE and report["top1_agreement"] == 1.0
+    assert report["accuracy"]["onnx"] == unrolled["accuracy"]["onnx"]
+    # int8: the body's products read dequantized weights (outer scope), stored as int8
+    int8_model = onnx.load(str(tmp_path / "s.int8.onnx"))
+    stored = {t.name: t for t in int8_model.graph.initializer}
+    assert stored["U.left_t_q"].data_type == onnx.TensorProto.INT8 and "U.left_t" not in stored
+    assert report["int8"]["top1_agreement_vs_float"] >= 0.9
+    assert report["file_bytes"]["int8"] < report["file_bytes"]["onnx"]
+    # the streaming step graph does not depend on the loop form
+    assert report["streaming"]["max_abs_diff"] <= PARITY_TOLERANCE
+
+
+def test_scan_loop_without_u_and_refusals(trained_state, heldout, tmp_path):
+    x = heldout[0][:32]
+    model = _model(trained_state, w=3, u_zero=True)
+    report = export_model(model, tmp_path / "u0.onnx", x, loop="scan", fixed_batch=4)
+    body = _loop_body(tmp_path / "u0.onnx")
+    assert "MatMul" not in {n.op_type for n in body.node}  # U h vanished
+    assert report["max_abs_diff"] <= PARITY_TOLERANCE
+    loaded = onnx.load(str(tmp_path / "u0.onnx"))
+    assert [d.dim_value for d in loaded.graph.input[0].type.tensor_type.shape.dim] == [
+        4,
+        STEPS,
+        FEATURES,
+    ]
+    with pytest.raises(edge_str.EdgeStrError, match="--loop scan: W has rank 0"):
+        export_model(_model(trained_state, w_zero=True, u=5), tmp_path / "w0.onnx", x, loop="scan")
+    with pytest.raises(edge_str.EdgeStrError, match="--loop while"):
+        export_model(model, tmp_path / "b.onnx", x, loop="while")
+    assert not list(tmp_path.glob("w0*")) and not list(tmp_path.glob("b.*"))
+
+
+def test_cli_exports_a_scan_loop(trained_state, tmp_path, capsys, monkeypatch):
+    monkeypatch.delattr(edge_str.data, "load_task", raising=False)
+    run = _make_run(tmp_path / "run", _model(trained_state, w=3, u=5))
+    out = tmp_path / "scan.onnx"
+    assert main(["export", str(run), "--out", str(out), "--loop", "scan"]) == 0
+    report = json.loads((tmp_path / "scan.json").read_text())
+    assert report["loop"] == "scan" and report["max_abs_diff"] <= PARITY_TOLERANCE
+    capsys.readouterr()
+    zero = _make_run(tmp_path / "zero", _model(trained_state, w_zero=True, u=5))
+    message = _refused(["export", str(zero), "--out", str(out), "--loop", "scan"], capsys)
+    assert "W has rank 0" in message
+
+
 # --------------------------------------------------------------------------- streaming
 
 
@@ -317,6 +436,32 @@ def test_int8_is_smaller_and_reports_its_accuracy_change(trained_state, heldout,
     assert abs(acc_int8 - acc_float) <= abs(report["accuracy"]["int8_change"]) + 1e-12
     assert 0 < report["int8"]["max_abs_diff_vs_float"] < 0.5
     assert report["int8"]["top1_agreement_vs_float"] >= 0.9
+
+
+def test_int8_file_runs_as_float_math_on_dequantized_weights(trained_state, heldout, tmp_path):
+    """onnx_session runs a weight-only int8 file as what it means: the weights dequantized
+    once (at load), then float math. (Left to its QDQ rewrites, onnxruntime copies each
+    DequantizeLinear for every step's product and runs some products in its own quantized
+    kernels: slower, and a few 1e-2 off the dequantized-weight logits.)"""
+    x = heldout[0][:64]
+    export_model(_model(trained_state, w=3, u=5), tmp_path / "q.onnx", x, int8=True)
+    int8_model = onnx.load(str(tmp_path / "q.int8.onnx"))
+    graph = int8_model.graph
+    inits = {t.name: onnx.numpy_helper.to_array(t) for t in graph.initializer}
+    dequantized = []
+    for node in graph.node:
+        if node.op_type == "DequantizeLinear":
+            q, scale, zero = (inits[i] for i in node.input)
+            values = (q.astype(np.float32) - np.float32(zero)) * scale
+            dequantized.append(onnx.numpy_helper.from_array(values, node.output[0]))
+    float_nodes = [n for n in graph.node if n.op_type != "DequantizeLinear"]
+    del graph.node[:]
+    graph.node.extend(float_nodes)
+    graph.initializer.extend(dequantized)
+    onnx.save(int8_model, str(tmp_path / "dq.onnx"))
+    np.testing.assert_allclose(
+        run_onnx(tmp_path / "q.int8.onnx", x), run_onnx(tmp_path / "dq.onnx", x), atol=1e-5
+    )
 
 
 def test_fixed_batch_and_opset(trained_state, heldout, tmp_path):

@@ -2,7 +2,7 @@
 
 FastGRNN runs: pruned ranks dropped (``export.onnx_export``). CNN runs (DS-CNN, ResNet,
 MobileNetV1): sparse weights baked in, BatchNorm folded, storage and budget figures in FILE.json
-(``export.cnn_export``); ``--streaming`` is refused for them.
+(``export.cnn_export``); ``--streaming`` and ``--loop scan`` are refused for them.
 
 Held-out inputs for the parity checks and the accuracies come from the test split through the
 data-loader contract:
@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from edge_str.errors import EdgeStrError
-from edge_str.export.onnx_export import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
+from edge_str.export.onnx_export import DEFAULT_OPSET, LOOP_FORMS, MAX_OPSET, MIN_OPSET
 from edge_str.run import RunInfo
 
 BUNDLED_TASKS = ("digits",)  # data shipped with a dependency: no --data folder needed
@@ -68,6 +68,15 @@ def register(subparsers) -> None:
         help="fixed batch size in the graph (default: dynamic; the step graph uses 1)",
     )
     parser.add_argument(
+        "--loop",
+        choices=LOOP_FORMS,
+        default="unrolled",
+        help=(
+            "FastGRNN: time loop of FILE.onnx, unrolled (default; plain ops, for microcontroller "
+            "converters) or scan (one ONNX Scan: faster under onnxruntime at batch 1)"
+        ),
+    )
+    parser.add_argument(
         "--checkpoint", default=None, metavar="NAME", help="checkpoint in RUN (default best.pt)"
     )
     parser.set_defaults(func=run)
@@ -106,6 +115,7 @@ def run(args: argparse.Namespace) -> int:
         int8=args.int8,
         opset=args.opset,
         fixed_batch=args.fixed_batch,
+        loop=args.loop,
     )
     note = report["heldout"]["note"]
     if note:  # printed after success, so a refusal stays a single line on stderr

@@ -19,8 +19,8 @@ Storage: the ONNX file holds every weight dense (zeros included); FILE.json give
 weights take stored dense, as values + indices and as values + bitmask (``weight_storage``), per
 layer and in total, next to the budget (per-layer sparsity, dense and sparse MACs). ``--int8``:
 the FastGRNN exporter's weight-only int8 (one DequantizeLinear per Conv/Gemm weight, symmetric
-per tensor, so pruned weights stay exactly 0). ``--streaming`` does not apply: a CNN classifies
-the whole input at once and has no per-frame step.
+per tensor, so pruned weights stay exactly 0). ``--streaming`` and ``--loop scan`` do not apply: a
+CNN classifies the whole input at once and has no per-frame step or time loop.
 
 Checks before anything is written (as for FastGRNN): ONNX checker (full), standard-op allow list,
 max |onnxruntime - torch| <= PARITY_TOLERANCE and top-1 agreement on held-out inputs against the
@@ -554,14 +554,16 @@ def export_cnn_run(
     int8: bool = False,
     opset: int = DEFAULT_OPSET,
     fixed_batch: int | None = None,
+    loop: str = "unrolled",
     heldout_source: str = "given",
     random_examples: int = DEFAULT_RANDOM_EXAMPLES,
     seed: int = 0,
 ) -> dict[str, Any]:
     """Export the kept (best-validation) model of a CNN run; see ``export_cnn_model``.
 
-    The arguments are ``export_run``'s (which calls this for a CNN run). ``streaming`` is
-    refused: a CNN has no per-frame step graph.
+    The arguments are ``export_run``'s (which calls this for a CNN run). ``streaming`` and a
+    ``loop`` other than the default "unrolled" (FastGRNN's ``--loop scan``) are refused: a CNN
+    has no per-frame step graph and no time loop.
     """
     from edge_str.run import BEST_CHECKPOINT, load_run_info, load_trained_model
 
@@ -571,6 +573,11 @@ def export_cnn_run(
         raise EdgeStrError(
             f"--streaming: {run_dir} is a {arch} run; a CNN classifies the whole input at once "
             "and has no per-frame step graph (export it without --streaming)"
+        )
+    if loop != "unrolled":
+        raise EdgeStrError(
+            f"--loop {loop}: {run_dir} is a {arch} run; a CNN has no time loop, --loop applies "
+            "to FastGRNN runs only (export it without --loop)"
         )
     info, model = load_trained_model(run_dir, checkpoint or BEST_CHECKPOINT)
     refuse_unexportable_cnn(model, str(run_dir))

@@ -11,14 +11,21 @@ Weights are stored pre-transposed so each product is one plain MatMul on a named
 The modules here hold only plain tensors (no parametrization, no STR) and compute, for raw
 features x (B, T, F):
   x̂    = (x - mean) / std                          training-split statistics, in the graph
-  Wx   = x̂ Wᵀ                                      (B, T, H), all steps in one product
-  pre  = Wx_t + h Uᵀ
-  z    = sigmoid(pre + b_z);  h~ = tanh(pre + b_h)
+  Pz   = x̂ Wᵀ + b_z                                (B, T, H), all steps in one product
+  pre_z = Pz_t + h Uᵀ;  pre_h = pre_z + (b_h - b_z)
+  z    = sigmoid(pre_z);  h~ = tanh(pre_h)
   h'   = z ⊙ h + (sigmoid(zeta) (1 - z) + sigmoid(nu)) ⊙ h~
   logits = h_T Whᵀ + b
+which is FastGRNN's W x_t + U h + b_z and W x_t + U h + b_h with b_z added once, to the input
+product of all steps, instead of in every step. At batch 1 onnxruntime's time for this graph is
+mostly per-node overhead (~0.3 us an elementwise node, ~1 us a small MatMul), so every node
+taken out of the step counts T times. Pz is flattened to (B, T·H) and split into T (B, H)
+slices by one Split (no Squeeze per step), and h Uᵀ + Pz_t is one Add right after the product,
+which onnxruntime fuses with it into one Gemm.
 sigmoid(zeta) and sigmoid(nu) are precomputed (the same float32 ops torch runs), and the
 coefficient is evaluated as (sigmoid(zeta) + sigmoid(nu)) - sigmoid(zeta) ⊙ z: the same value
-to rounding, one node fewer per step.
+to rounding, one node fewer per step. Per step the sequence graph has 10 nodes with U stored
+dense and 11 with U factored (12 and 13 with the biases added per step and a Squeeze per slice).
 """
 
 from __future__ import annotations
@@ -101,7 +108,8 @@ class CompactFastGRNN(nn.Module):
         self.W = CompactProjection(cell.W.compact())  # (F) -> (H)
         self.U = CompactProjection(cell.U.compact())  # (H) -> (H)
         self.bias_gate = nn.Parameter(_plain(cell.bias_gate))  # b_z (H,)
-        self.bias_update = nn.Parameter(_plain(cell.bias_update))  # b_h (H,)
+        # b_h enters as b_h - b_z on top of pre_z (b_h itself is not stored in the graphs).
+        self.bias_delta = nn.Parameter(_plain(cell.bias_update) - _plain(cell.bias_gate))  # (H,)
         zeta_gate = torch.sigmoid(_plain(cell.zeta))  # (1,)
         self.register_buffer("zeta_gate", zeta_gate)
         self.register_buffer("coef_base", zeta_gate + torch.sigmoid(_plain(cell.nu)))  # (1,)
@@ -115,21 +123,22 @@ class CompactFastGRNN(nn.Module):
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.mean) / self.std
 
-    def update(self, wx_t: torch.Tensor | None, h: torch.Tensor | None) -> torch.Tensor:
-        """One FastGRNN step from W x_t (B, H) and h (B, H); ``None`` is an exactly-zero term.
+    def gate_input(self, x: torch.Tensor) -> torch.Tensor:
+        """W x̂ + b_z for raw features x (..., F) -> (..., H); b_z alone when W has rank 0."""
+        wx = self.W(self.normalize(x))
+        return self.bias_gate if wx is None else wx + self.bias_gate
+
+    def update(self, pz_t: torch.Tensor, h: torch.Tensor | None) -> torch.Tensor:
+        """One FastGRNN step from Pz_t = W x_t + b_z (B, H) and h (B, H).
 
         h = None is the zero initial state: U h and z ⊙ h vanish exactly, so they are skipped.
-        A zero-rank W or U likewise contributes no product at all.
+        A zero-rank U contributes no product at all. Pz_t is (H,) when W has rank 0 (the
+        batch dimension then comes from h, or is added at the end).
         """
         uh = None if h is None else self.U(h)
-        terms = [t for t in (wx_t, uh) if t is not None]
-        if terms:
-            pre = terms[0] if len(terms) == 1 else terms[0] + terms[1]
-            z = torch.sigmoid(pre + self.bias_gate)
-            h_tilde = torch.tanh(pre + self.bias_update)
-        else:  # W has rank 0 and h = 0: pre is exactly 0 (shapes (H,), batch added at the end)
-            z = torch.sigmoid(self.bias_gate)
-            h_tilde = torch.tanh(self.bias_update)
+        pre_z = pz_t if uh is None else uh + pz_t  # onnxruntime fuses product + Add: one Gemm
+        z = torch.sigmoid(pre_z)
+        h_tilde = torch.tanh(pre_z + self.bias_delta)  # W x_t + U h + b_h
         coef = self.coef_base - self.zeta_gate * z  # sigmoid(zeta)(1 - z) + sigmoid(nu)
         return coef * h_tilde if h is None else z * h + coef * h_tilde
 
@@ -138,14 +147,17 @@ class CompactFastGRNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Raw features x (B, T, F) -> logits (B, C)."""
-        wx = self.W(self.normalize(x))  # (B, T, H), or None when W is rank 0
+        pz = self.gate_input(x)  # (B, T, H), or b_z (H,) when W has rank 0
         steps = x.shape[1]
-        wx_steps = wx.unbind(1) if wx is not None else [None] * steps  # T x (B, H)
+        if self.W.kind == "zero":
+            pz_steps = [pz] * steps
+        else:  # (B, T·H) split into T slices (B, H): one Flatten and one Split, no Squeeze
+            pz_steps = pz.flatten(1).split(self.hidden_size, dim=1)
         h = None
         for t in range(steps):
-            h = self.update(wx_steps[t], h)
+            h = self.update(pz_steps[t], h)
         logits = self.classify(h)
-        if wx is None:  # W has rank 0: the logits do not depend on x; give them its batch
+        if self.W.kind == "zero":  # the logits do not depend on x; give them its batch
             # dimension. (`expand(B, C)` would export Equal/Where for its -1 handling; adding a
             # zero-filled (B, 1) broadcasts with Shape/ConstantOfShape/Add only.)
             logits = logits + torch.zeros_like(x[:, 0, :1])
@@ -165,8 +177,7 @@ class CompactFastGRNNStep(nn.Module):
 
     def forward(self, x_t: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         net = self.net
-        wx_t = net.W(net.normalize(x_t))
-        h_new = net.update(wx_t, h)
+        h_new = net.update(net.gate_input(x_t), h)
         return h_new, net.classify(h_new)
 
 

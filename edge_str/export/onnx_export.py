@@ -8,7 +8,7 @@ dropped. Export = ``bake_str`` -> ``LowRankMatrix.compact`` -> a plain torch mod
 
 Exporter: the TorchScript exporter (``dynamo=False``). For this straight-line model it emits the
 plain op set a microcontroller converter wants (MatMul, Add, Mul, Sub, Div, Sigmoid, Tanh,
-Split/Squeeze), keeps the torch parameter names on the initializers (``W.right_t`` ...), writes
+Flatten/Split), keeps the torch parameter names on the initializers (``W.right_t`` ...), writes
 opsets from 13 natively (the dynamo exporter starts at 18 and converts down) and takes well under
 a second where the dynamo exporter takes ~15 s for the 99-step unrolled graph. Its output needs no
 shape repair before quantization.
@@ -18,10 +18,11 @@ with ``--streaming`` also FILE.step.int8.onnx) and FILE.json (the report). Every
 under a temporary name and renamed into place only after all checks passed.
 
 Size note: the sequence graph is unrolled (see ``CompactFastGRNN``), so its file holds T copies of
-the step's ~13 nodes besides the weights (stored once). The int8 files store every matrix as int8
-plus one DequantizeLinear (weight-only quantization), so they are always smaller than the float
-ones; ``onnxruntime.quantization.quantize_dynamic`` was not used because it adds ~4 nodes to every
-product of every step and made the 99-step file larger than the float one.
+the step's 10-11 nodes (``graph_nodes_per_step``) besides the weights (stored once). The int8
+files store every matrix as int8 plus one DequantizeLinear (weight-only quantization), so they
+are always smaller than the float ones; ``onnxruntime.quantization.quantize_dynamic`` was not
+used because it adds ~4 nodes to every product of every step and made the 99-step file larger
+than the float one.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import onnx
 import torch
 
 from edge_str.atomic import write_json
@@ -52,10 +54,12 @@ from edge_str.export.onnx_common import (  # noqa: F401  (re-exported: the modul
     ExportPaths,
     accuracy_of,
     agreement,
+    all_nodes,
     check_graph,
     check_parity,
     describe,
     int8_weight_bytes_estimate,
+    label,
     onnx_session,
     op_types,
     quantize_weights,
@@ -64,10 +68,11 @@ from edge_str.export.onnx_common import (  # noqa: F401  (re-exported: the modul
     tidy_graph,
     torch_logits,
     torch_to_onnx,
-    validate_options,
     weight_bytes,
     write_checked,
 )
+from edge_str.export.onnx_common import validate_options as validate_common_options
+from edge_str.export.scan_graph import loop_body, scan_sequence_graph
 from edge_str.fastgrnn import FastGRNNClassifier
 
 if TYPE_CHECKING:
@@ -93,6 +98,7 @@ FLOAT_OPS = frozenset(
         "Concat",
         "Slice",
         "Split",
+        "Flatten",
         "Gather",
         "Squeeze",
         "Unsqueeze",
@@ -105,11 +111,19 @@ FLOAT_OPS = frozenset(
 )
 # What weight-only 8-bit quantization adds: one DequantizeLinear per matrix (standard ONNX).
 INT8_OPS = FLOAT_OPS | {"DequantizeLinear"}
+LOOP_FORMS = ("unrolled", "scan")  # --loop: the time loop as a straight line, or one ONNX Scan
+SCAN_OPS = FLOAT_OPS | {"Scan"}
+SCAN_INT8_OPS = INT8_OPS | {"Scan"}
 
 
 def _check_parity(onnx_logits: np.ndarray, reference: np.ndarray, what: str) -> dict[str, Any]:
     """``check_parity`` at this module's ``PARITY_TOLERANCE`` (read at call time)."""
     return check_parity(onnx_logits, reference, what, PARITY_TOLERANCE)
+
+
+def _loop_body_nodes(model: onnx.ModelProto) -> int | None:
+    body = loop_body(model)
+    return None if body is None else len(body.node)
 
 
 def random_heldout(model: FastGRNNClassifier, n: int, steps: int, seed: int = 0) -> torch.Tensor:
@@ -118,6 +132,15 @@ def random_heldout(model: FastGRNNClassifier, n: int, steps: int, seed: int = 0)
     mean, std = model.normalizer.mean, model.normalizer.std
     noise = torch.randn(n, steps, mean.numel(), generator=generator)
     return (mean + std * noise).float()
+
+
+def validate_options(
+    out: str | os.PathLike, opset: int, fixed_batch: int | None, loop: str = "unrolled"
+) -> ExportPaths:
+    """Refuse a bad --out, --opset, --fixed-batch or --loop; returns the files to be written."""
+    if loop not in LOOP_FORMS:
+        raise EdgeStrError(f"--loop {loop}: must be one of {', '.join(LOOP_FORMS)}")
+    return validate_common_options(out, opset, fixed_batch)
 
 
 def export_model(
@@ -130,6 +153,7 @@ def export_model(
     int8: bool = False,
     opset: int = DEFAULT_OPSET,
     fixed_batch: int | None = None,
+    loop: str = "unrolled",
     class_names: Sequence[str] | None = None,
     heldout_source: str = "given",
     heldout_note: str | None = None,
@@ -141,9 +165,12 @@ def export_model(
     graph) and ``y`` (N,) their labels, if known (then accuracies are reported). The original,
     still parametrized ``model`` is the reference for parity. Returns the report (also written
     to FILE.json). Raises ``EdgeStrError`` when the model cannot be exported or a check fails;
-    then nothing is written.
+    then nothing is written. ``loop``: "unrolled" (default: one straight line of standard ops,
+    what microcontroller converters take) or "scan" (the time loop as one ONNX Scan, faster
+    under onnxruntime at batch 1; see ``scan_graph``). The streaming step graph is the same
+    either way.
     """
-    paths = validate_options(out, opset, fixed_batch)
+    paths = validate_options(out, opset, fixed_batch, loop)
     if not isinstance(model, FastGRNNClassifier):
         raise EdgeStrError(f"export supports FastGRNN classifiers only, not {type(model).__name__}")
     x = torch.as_tensor(x, dtype=torch.float32)
@@ -171,21 +198,28 @@ def export_model(
     with tempfile.TemporaryDirectory(prefix=".edge_str-export-", dir=paths.onnx.parent) as tmp:
         tmp = Path(tmp)
         # Sequence graph: raw features (batch, T, F) -> logits.
-        dynamic = (
-            None if fixed_batch else {SEQUENCE_INPUT: {0: "batch"}, SEQUENCE_OUTPUT: {0: "batch"}}
-        )
-        seq = torch_to_onnx(
-            compact,
-            (torch.zeros(batch, steps, features),),
-            [SEQUENCE_INPUT],
-            [SEQUENCE_OUTPUT],
-            dynamic,
-            opset,
-            tmp / "raw.onnx",
-            strip_prefix="net.",  # the step wrapper's submodule: same names in both graphs
-        )
+        if loop == "scan":
+            seq = scan_sequence_graph(compact, steps, fixed_batch, opset)
+            label(seq)
+        else:
+            dynamic = (
+                None
+                if fixed_batch
+                else {SEQUENCE_INPUT: {0: "batch"}, SEQUENCE_OUTPUT: {0: "batch"}}
+            )
+            seq = torch_to_onnx(
+                compact,
+                (torch.zeros(batch, steps, features),),
+                [SEQUENCE_INPUT],
+                [SEQUENCE_OUTPUT],
+                dynamic,
+                opset,
+                tmp / "raw.onnx",
+                strip_prefix="net.",  # the step wrapper's submodule: same names in both graphs
+            )
         describe(seq, class_names, "sequence")
-        onnx_logits = write_checked(seq, FLOAT_OPS, tmp / "seq.onnx", paths.onnx.name, x)
+        allowed = SCAN_OPS if loop == "scan" else FLOAT_OPS
+        onnx_logits = write_checked(seq, allowed, tmp / "seq.onnx", paths.onnx.name, x)
         parity = _check_parity(onnx_logits, reference, paths.onnx.name)
         report: dict[str, Any] = {
             "onnx": str(paths.onnx),
@@ -209,7 +243,9 @@ def export_model(
             "macs_per_step_dense": _macs_per_step_dense(compact),
             "head_macs": compact.hidden_size * compact.num_classes,
             "file_bytes": {"onnx": (tmp / "seq.onnx").stat().st_size},
+            "loop": loop,
             "graph_nodes": len(seq.graph.node),
+            "loop_body_nodes": _loop_body_nodes(seq),
             "op_types": sorted(op_types(seq)),
             "heldout": {
                 "source": heldout_source,
@@ -265,7 +301,8 @@ def export_model(
 
         if int8:
             quantized = quantize_weights(tmp / "seq.onnx")
-            int8_logits = write_checked(quantized, INT8_OPS, tmp / "int8.onnx", paths.int8.name, x)
+            allowed = SCAN_INT8_OPS if loop == "scan" else INT8_OPS
+            int8_logits = write_checked(quantized, allowed, tmp / "int8.onnx", paths.int8.name, x)
             accuracy = report["accuracy"]
             accuracy["int8"] = accuracy_of(int8_logits, y_np)
             if accuracy["int8"] is not None:
@@ -302,6 +339,33 @@ def export_model(
             os.replace(src, dst)  # within one folder: an atomic rename
     write_json(paths.report, report)
     return report
+
+
+def graph_nodes_per_step(model: FastGRNNClassifier, opset: int = DEFAULT_OPSET) -> int:
+    """Nodes the unrolled sequence graph of ``model`` repeats per time step (after the first).
+
+    The sequence graph holds a fixed part (normalisation, the input product for all steps, the
+    split into steps, the head), the first step (no U h: the state starts at 0) and T - 1 copies
+    of one step; the difference between 3- and 2-step exports is one copy. At batch 1 this count
+    times T sets onnxruntime's time (each node costs a fixed ~0.3-1 us there, see
+    ``compact_model``).
+    """
+    compact, _ = compact_fastgrnn(model)
+    features = compact.input_size
+    counts = []
+    with tempfile.TemporaryDirectory(prefix="edge_str-nodes-") as tmp:
+        for steps in (2, 3):
+            graph = torch_to_onnx(
+                compact,
+                (torch.zeros(1, steps, features),),
+                [SEQUENCE_INPUT],
+                [SEQUENCE_OUTPUT],
+                {SEQUENCE_INPUT: {0: "batch"}, SEQUENCE_OUTPUT: {0: "batch"}},
+                opset,
+                Path(tmp) / "raw.onnx",
+            )
+            counts.append(len(graph.graph.node))
+    return counts[1] - counts[0]
 
 
 def _params(compact: CompactFastGRNN) -> int:
@@ -351,6 +415,7 @@ def export_run(
     int8: bool = False,
     opset: int = DEFAULT_OPSET,
     fixed_batch: int | None = None,
+    loop: str = "unrolled",
     heldout_source: str = "given",
     random_examples: int = DEFAULT_RANDOM_EXAMPLES,
     seed: int = 0,
@@ -365,12 +430,12 @@ def export_run(
     report's ``heldout`` says why.
 
     A CNN run (``model.arch`` in ``CNN_ARCHS``) goes to ``cnn_export.export_cnn_run``, which
-    refuses ``streaming`` and writes the CNN report.
+    refuses ``streaming`` and ``loop="scan"`` and writes the CNN report.
     """
     from edge_str.cnn.build import CNN_ARCHS
     from edge_str.run import BEST_CHECKPOINT, load_run_info, load_trained_model
 
-    validate_options(out, opset, fixed_batch)
+    validate_options(out, opset, fixed_batch, loop)
     if load_run_info(run_dir).config.model.arch in CNN_ARCHS:
         from edge_str.export.cnn_export import export_cnn_run
 
@@ -385,6 +450,7 @@ def export_run(
             int8=int8,
             opset=opset,
             fixed_batch=fixed_batch,
+            loop=loop,
             heldout_source=heldout_source,
             random_examples=random_examples,
             seed=seed,
@@ -393,6 +459,8 @@ def export_run(
     if not isinstance(model, FastGRNNClassifier):
         raise EdgeStrError(f"{run_dir}: export supports FastGRNN runs only")
     refuse_unexportable(model)
+    if loop == "scan" and model.effective_ranks()["W"] == 0:
+        raise EdgeStrError("--loop scan: W has rank 0; export the unrolled graph")
     reason = None
     if x is None and heldout is not None:
         x, y, heldout_source = heldout(info)
@@ -418,6 +486,7 @@ def export_run(
         int8=int8,
         opset=opset,
         fixed_batch=fixed_batch,
+        loop=loop,
         class_names=info.class_names,
         heldout_source=heldout_source,
         extra={"run": str(run_dir), "task": info.config.task},
