@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from edge_str.cli import main as cli_main
+from edge_str.commands.evaluate import evaluate_run
 from edge_str.errors import EdgeStrError
 from edge_str.run import FINAL_FILE
 
@@ -82,7 +83,14 @@ def main(argv: list[str] | None = None) -> int:
         _step("data summary", ["data", "info", "google12", "--data", str(data)])
         str_final = _run(out, "fastgrnn_str", data, args.epochs, [])
         dense_final = _run(out, "fastgrnn_dense", data, args.epochs, ["--rank-mode", "dense"])
-        _step("evaluate", ["evaluate", str(out / "runs" / "fastgrnn_str")])
+        run_dir = out / "runs" / "fastgrnn_str"
+        print(f"\n== evaluate: edge-str evaluate {run_dir}", flush=True)
+        report = evaluate_run(run_dir)
+        print(
+            f"test accuracy {report['accuracy']:.2%}, "
+            f"macro F1 {report['macro_avg']['f1-score']:.3f} over {report['examples']} clips; "
+            f"per-class report and confusion matrix in {run_dir / 'eval.json'}"
+        )
         onnx_path = out / "fastgrnn_str.onnx"
         _step(
             "export",
