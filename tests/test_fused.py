@@ -1,0 +1,164 @@
+"""The fused FastGRNN sequence (edge_str.fused) against the reference Python loop."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from edge_str.fastgrnn import FastGRNN, FastGRNNClassifier, fastgrnn_step
+from edge_str.fused import fastgrnn_sequence
+from edge_str.parametrization import str_parametrizations
+
+TOL = 1e-5  # max abs difference allowed in float32 (outputs and every gradient)
+
+
+@pytest.fixture(params=["torch"])
+def backend(request) -> str:
+    return request.param
+
+
+def _node_name(backend: str) -> str:
+    return "FastGRNNSequenceBackward"
+
+
+def _reference(wx, u, b_z, b_h, zeta, nu, h):
+    for t in range(wx.shape[1]):
+        h = fastgrnn_step(wx[:, t], h, u, b_z, b_h, zeta, nu)
+    return h
+
+
+def _bite_thresholds(model: torch.nn.Module) -> None:
+    """Set every STR threshold to the median |sigma| so about half of the ranks are zeroed."""
+    for _, module, name, p in str_parametrizations(model):
+        sigma = module.parametrizations[name].original.detach()
+        p.s.data.fill_(math.log(float(sigma.abs().median())))
+
+
+def _model(mode: str, f: int, h: int, classes: int = 3) -> FastGRNNClassifier:
+    ranks = {}
+    if mode == "fixed":
+        ranks = {"rank_w": max(1, min(f, h) // 2), "rank_u": max(1, h // 3)}
+    model = FastGRNNClassifier(f, h, classes, w_mode=mode, u_mode=mode, **ranks)
+    with torch.no_grad():  # move zeta, nu and the biases off their symmetric initial values
+        model.rnn.cell.zeta.fill_(0.3)
+        model.rnn.cell.nu.fill_(-1.5)
+        model.rnn.cell.bias_gate.normal_(0.5, 0.5)
+        model.rnn.cell.bias_update.normal_(0.0, 0.5)
+        model.normalizer.set_statistics(torch.full((f,), 0.1), torch.full((f,), 1.3))
+    if mode == "str":
+        _bite_thresholds(model)
+    return model
+
+
+def _grads(model, x, y, fused: bool):
+    model.zero_grad(set_to_none=True)
+    model.rnn.fused = fused
+    x = x.clone().requires_grad_()
+    logits = model(x)
+    torch.nn.functional.cross_entropy(logits, y).backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    grads["x"] = x.grad.clone()
+    return logits.detach(), grads
+
+
+MODES = ["dense", "fixed", "str"]
+SHAPES = [(1, 1, 3, 4), (5, 1, 6, 8), (3, 7, 4, 5), (8, 20, 6, 16), (16, 33, 9, 12)]
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "B{}-T{}-F{}-H{}".format(*s))
+def test_classifier_outputs_and_all_gradients_match_reference(backend, mode, shape):
+    b, t, f, h = shape
+    torch.manual_seed(SHAPES.index(shape) * 3 + MODES.index(mode))
+    model = _model(mode, f, h)
+    x, y = torch.randn(b, t, f) * 2, torch.randint(0, 3, (b,))
+    if mode == "str":
+        assert model.rnn.cell.U.effective_rank() < h  # the thresholds really cut ranks
+    ref_out, ref = _grads(model, x, y, fused=False)
+    out, got = _grads(model, x, y, fused=True)
+    assert (out - ref_out).abs().max() <= TOL
+    assert got.keys() == ref.keys()
+    expected = {"rnn.cell.zeta", "rnn.cell.nu", "rnn.cell.bias_gate", "rnn.cell.bias_update", "x"}
+    assert expected <= got.keys()
+    if mode == "str":
+        assert {"rnn.cell.U.parametrizations.sigma.original", "rnn.cell.U.w1"} <= got.keys()
+        assert any(name.endswith(".s") for name in got)  # the STR thresholds get gradients
+    for name, g in ref.items():
+        # A gradient that is not trivially zero (U has none at T = 1: U h_0 = 0 with h_0 = 0).
+        assert g.abs().max() > 0 or name.endswith(".s") or (t == 1 and ".U." in name), name
+        assert (got[name] - g).abs().max() <= TOL, name
+
+
+@pytest.mark.parametrize("steps", [1, 2, 5])
+def test_initial_state_and_input_gradients(backend, steps):
+    torch.manual_seed(steps)
+    rnn = FastGRNN(4, 6, w_mode="fixed", u_mode="str", rank_w=2)
+    _bite_thresholds(rnn)
+    x = torch.randn(3, steps, 4, requires_grad=True)
+    h0 = torch.randn(3, 6, requires_grad=True)
+    weights = torch.randn(3, 6)
+    results = []
+    for fused in (False, True):
+        rnn.fused = fused
+        out = rnn(x, h0)
+        if fused:
+            assert type(out.grad_fn).__name__ == _node_name(backend)
+        params = [x, h0, *rnn.parameters()]
+        results.append((out, torch.autograd.grad((out * weights).sum(), params)))
+    (ref_out, ref_grads), (out, grads) = results
+    assert (out - ref_out).abs().max() <= TOL
+    for g_ref, g in zip(ref_grads, grads, strict=True):
+        assert (g - g_ref).abs().max() <= TOL
+
+
+@pytest.mark.parametrize("steps", [0, 1, 2, 3, 9])
+def test_inference_without_grad_matches_reference(backend, steps):
+    torch.manual_seed(10 + steps)
+    model = _model("str", 5, 7)
+    x = torch.randn(4, steps, 5)
+    with torch.no_grad():
+        model.rnn.fused = False
+        ref = model(x)
+        model.rnn.fused = True
+        out = model(x)
+    assert (out - ref).abs().max() <= TOL
+
+
+@pytest.mark.parametrize("batch_first", [True, False])
+def test_gradcheck_float64(backend, batch_first):
+    gen = torch.Generator().manual_seed(0)
+    b, t, h = 2, 4, 3
+
+    def arg(*shape, scale=1.0):
+        return (torch.randn(*shape, generator=gen, dtype=torch.float64) * scale).requires_grad_()
+
+    wx = arg(b, t, h) if batch_first else arg(t, b, h)
+    args = (wx, arg(h, h, scale=0.5), arg(h), arg(h), arg(1), arg(1), arg(b, h))
+
+    def fn(*a):
+        return fastgrnn_sequence(*a, batch_first=batch_first)
+
+    assert type(fn(*args).grad_fn).__name__ == _node_name(backend)
+    assert torch.autograd.gradcheck(fn, args, eps=1e-6, atol=1e-7, rtol=1e-5)
+
+
+def test_direct_call_matches_reference_on_a_long_sequence(backend):
+    # Longer and wider than the model tests, with the paper's zeta/nu initialisation.
+    gen = torch.Generator().manual_seed(3)
+    b, t, h = 12, 60, 24
+    wx = torch.randn(b, t, h, generator=gen, requires_grad=True)
+    u = (torch.randn(h, h, generator=gen) / math.sqrt(h)).requires_grad_()
+    rest = [torch.randn(h, generator=gen).requires_grad_() for _ in range(2)]
+    rest += [torch.tensor([1.0], requires_grad=True), torch.tensor([-4.0], requires_grad=True)]
+    h0 = torch.randn(b, h, generator=gen, requires_grad=True)
+    args = [wx, u, *rest, h0]
+    weights = torch.randn(b, h, generator=gen) / b
+    ref = _reference(*args)
+    ref_grads = torch.autograd.grad((ref * weights).sum(), args)
+    out = fastgrnn_sequence(*args)
+    grads = torch.autograd.grad((out * weights).sum(), args)
+    assert (out - ref).abs().max() <= TOL
+    for g_ref, g in zip(ref_grads, grads, strict=True):
+        assert (g - g_ref).abs().max() <= TOL
