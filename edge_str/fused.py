@@ -18,14 +18,19 @@ step by step; everything that does not depend on the previous step (G, the param
 is computed for all steps at once. The STR threshold and low-rank products that make U and W
 stay outside this node, so their gradients come from ordinary autograd.
 
-A C++ version of the same node can replace the PyTorch loops later; this one is the reference
-for it and the fallback.
+Two implementations of the same node: ``FastGRNNSequence`` in PyTorch (a handful of ATen calls
+per step) and ``FastGRNNSequenceCpp``, which runs both loops in C++ with one fused elementwise
+pass per step (``csrc/fastgrnn_fused.cpp``, built once and cached by ``edge_str.fused_ext``).
+``fastgrnn_sequence`` takes the C++ one for float32/float64 CPU tensors when it is available and
+the PyTorch one otherwise; both agree with the reference loop to float rounding.
 """
 
 from __future__ import annotations
 
 import torch
 from torch.autograd.function import once_differentiable
+
+BACKENDS = ("auto", "cpp", "torch")
 
 
 def _gate_scalars(zeta: torch.Tensor, nu: torch.Tensor) -> tuple[float, float]:
@@ -122,6 +127,53 @@ class FastGRNNSequence(torch.autograd.Function):
         return (dpre if need_wx else None), d_u, d_bz, d_bh, d_zeta, d_nu, dh0
 
 
+class FastGRNNSequenceCpp(torch.autograd.Function):
+    """``FastGRNNSequence`` with both time loops in the C++ kernel (same arguments, same result)."""
+
+    @staticmethod
+    def forward(ctx, wx, u, b_z, b_h, zeta, nu, h0):
+        sz, sn = _gate_scalars(zeta, nu)
+        save = any(ctx.needs_input_grad)
+        out, hs, zs, cs = torch.ops.edge_str_fused.forward(wx, u, b_z, b_h, sz, sn, h0, save)
+        if save:
+            ctx.save_for_backward(u, hs, zs, cs)
+            ctx.gates = (sz, sn)
+            ctx.scalar_shapes = (zeta.shape, nu.shape)
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out):
+        u, hs, zs, cs = ctx.saved_tensors
+        sz, sn = ctx.gates
+        need = ctx.needs_input_grad
+        d_wx, d_u, d_bz, d_bh, sums, dh0 = torch.ops.edge_str_fused.backward(
+            grad_out, u, hs, zs, cs, sz, sn, need[1], need[6]
+        )
+        d_zeta = (sums[0] * (sz * (1 - sz))).reshape(ctx.scalar_shapes[0])
+        d_nu = (sums[1] * (sn * (1 - sn))).reshape(ctx.scalar_shapes[1])
+        return (
+            d_wx if need[0] else None,
+            d_u if need[1] else None,
+            d_bz if need[2] else None,
+            d_bh if need[3] else None,
+            d_zeta if need[4] else None,
+            d_nu if need[5] else None,
+            dh0 if need[6] else None,
+        )
+
+
+def _cpp_usable(tensors: tuple[torch.Tensor, ...]) -> bool:
+    from edge_str import fused_ext  # imported late: ``python -m edge_str.fused_ext`` stays clean
+
+    dtype = tensors[0].dtype
+    return (
+        dtype in (torch.float32, torch.float64)
+        and all(t.device.type == "cpu" and t.dtype == dtype for t in tensors)
+        and fused_ext.load_extension()
+    )
+
+
 def fastgrnn_sequence(
     wx: torch.Tensor,
     u: torch.Tensor,
@@ -132,15 +184,29 @@ def fastgrnn_sequence(
     h0: torch.Tensor,
     *,
     batch_first: bool = True,
+    backend: str = "auto",
 ) -> torch.Tensor:
     """Run FastGRNN over the input projections wx from h0 (B, H); returns h_T (B, H).
 
     wx is (B, T, H) with ``batch_first`` (default) or (T, B, H) without; the time-major layout
     is the one the loop works in, so passing it avoids a transposing copy. Differentiable in
-    every argument.
+    every argument. ``backend``: "auto" (the C++ kernel where it can run, else PyTorch),
+    "cpp" (raises if the kernel cannot be used) or "torch".
     """
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if batch_first:
         wx = wx.transpose(0, 1)
     if wx.shape[0] == 0:
         return h0
-    return FastGRNNSequence.apply(wx.contiguous(), u, b_z, b_h, zeta, nu, h0)
+    args = (wx.contiguous(), u, b_z, b_h, zeta, nu, h0)
+    if backend != "torch" and _cpp_usable(args):
+        return FastGRNNSequenceCpp.apply(*args)
+    if backend == "cpp":
+        from edge_str import fused_ext
+
+        raise RuntimeError(
+            "the fused FastGRNN C++ kernel cannot run here "
+            f"(float32/float64 CPU tensors only): {fused_ext.extension_info()['failed']}"
+        )
+    return FastGRNNSequence.apply(*args)

@@ -1,12 +1,20 @@
-"""The fused FastGRNN sequence (edge_str.fused) against the reference Python loop."""
+"""The fused FastGRNN sequence (edge_str.fused) against the reference Python loop.
+
+Both implementations of the fused node are checked: the PyTorch one ("torch") and the C++ kernel
+("cpp", built once per machine into the cache of edge_str.fused_ext; skipped only where there
+is no C++ compiler at all).
+"""
 
 from __future__ import annotations
 
 import math
+import shutil
 
 import pytest
 import torch
+from torch.utils import cpp_extension
 
+from edge_str import fused_ext
 from edge_str.fastgrnn import FastGRNN, FastGRNNClassifier, fastgrnn_step
 from edge_str.fused import fastgrnn_sequence
 from edge_str.parametrization import str_parametrizations
@@ -14,13 +22,30 @@ from edge_str.parametrization import str_parametrizations
 TOL = 1e-5  # max abs difference allowed in float32 (outputs and every gradient)
 
 
-@pytest.fixture(params=["torch"])
-def backend(request) -> str:
+@pytest.fixture(scope="module")
+def cpp_available() -> bool:
+    if fused_ext.policy() == "off":
+        pytest.skip("EDGE_STR_FUSED_EXT=off")
+    if shutil.which("c++") is None or not cpp_extension.is_ninja_available():
+        pytest.skip("no C++ compiler or no ninja: the fused kernel cannot be built here")
+    # The tools are present, so the build must work: a failure here fails the test.
+    assert fused_ext.load_extension(), fused_ext.extension_info()["failed"]
+    return True
+
+
+@pytest.fixture(params=["torch", "cpp"])
+def backend(request, monkeypatch) -> str:
+    """Select the implementation FastGRNN.forward uses (through EDGE_STR_FUSED_EXT)."""
+    if request.param == "cpp":
+        request.getfixturevalue("cpp_available")
+        monkeypatch.setenv("EDGE_STR_FUSED_EXT", "on")
+    else:
+        monkeypatch.setenv("EDGE_STR_FUSED_EXT", "off")
     return request.param
 
 
 def _node_name(backend: str) -> str:
-    return "FastGRNNSequenceBackward"
+    return "FastGRNNSequenceCppBackward" if backend == "cpp" else "FastGRNNSequenceBackward"
 
 
 def _reference(wx, u, b_z, b_h, zeta, nu, h):
@@ -138,7 +163,7 @@ def test_gradcheck_float64(backend, batch_first):
     args = (wx, arg(h, h, scale=0.5), arg(h), arg(h), arg(1), arg(1), arg(b, h))
 
     def fn(*a):
-        return fastgrnn_sequence(*a, batch_first=batch_first)
+        return fastgrnn_sequence(*a, batch_first=batch_first, backend=backend)
 
     assert type(fn(*args).grad_fn).__name__ == _node_name(backend)
     assert torch.autograd.gradcheck(fn, args, eps=1e-6, atol=1e-7, rtol=1e-5)
@@ -157,8 +182,42 @@ def test_direct_call_matches_reference_on_a_long_sequence(backend):
     weights = torch.randn(b, h, generator=gen) / b
     ref = _reference(*args)
     ref_grads = torch.autograd.grad((ref * weights).sum(), args)
-    out = fastgrnn_sequence(*args)
+    out = fastgrnn_sequence(*args, backend=backend)
     grads = torch.autograd.grad((out * weights).sum(), args)
     assert (out - ref).abs().max() <= TOL
     for g_ref, g in zip(ref_grads, grads, strict=True):
         assert (g - g_ref).abs().max() <= TOL
+
+
+def test_unusable_kernel_falls_back_to_pytorch_path(monkeypatch):
+    def broken(verbose):
+        raise OSError("no compiler here")
+
+    monkeypatch.setenv("EDGE_STR_FUSED_EXT", "auto")
+    monkeypatch.setattr(fused_ext, "_load_or_build", broken)
+    monkeypatch.setattr(
+        fused_ext, "_state", {"loaded": False, "failed": None, "build_seconds": None}
+    )
+    rnn = FastGRNN(3, 4)
+    x = torch.randn(2, 5, 3)
+    with pytest.warns(RuntimeWarning, match="no compiler here"):
+        out = rnn(x)
+    assert type(out.grad_fn).__name__ == "FastGRNNSequenceBackward"
+    rnn.fused = False
+    assert (out - rnn(x)).abs().max() <= TOL
+    monkeypatch.setenv("EDGE_STR_FUSED_EXT", "on")
+    monkeypatch.setattr(
+        fused_ext, "_state", {"loaded": False, "failed": None, "build_seconds": None}
+    )
+    with pytest.raises(RuntimeError, match="no compiler here"):
+        fused_ext.load_extension()
+
+
+def test_backend_and_policy_are_validated(monkeypatch):
+    args = [torch.zeros(1, 1, 2), torch.zeros(2, 2), torch.zeros(2), torch.zeros(2)]
+    args += [torch.zeros(1), torch.zeros(1), torch.zeros(1, 2)]
+    with pytest.raises(ValueError, match="backend"):
+        fastgrnn_sequence(*args, backend="cuda-graphs")
+    monkeypatch.setenv("EDGE_STR_FUSED_EXT", "sometimes")
+    with pytest.raises(ValueError, match="EDGE_STR_FUSED_EXT"):
+        fused_ext.load_extension()
