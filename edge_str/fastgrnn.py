@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from edge_str.fused import fastgrnn_sequence
+from edge_str.fused import BACKENDS, fastgrnn_sequence
 from edge_str.lowrank import CompactMatrix, LowRankMatrix
 from edge_str.normalize import FeatureNormalizer
 
@@ -80,14 +80,25 @@ class FastGRNN(nn.Module):
     ``fused=True`` (default) runs the time loop as one autograd node with a hand-written
     backward through time (``edge_str.fused``); ``fused=False`` is the reference Python loop
     over ``fastgrnn_step`` recorded op by op by autograd. Both compute the same values.
+    ``backend`` picks the fused implementation: "auto" (the C++ kernel where it can run),
+    "cpp" or "torch" (see ``edge_str.fused.fastgrnn_sequence``).
     """
 
     def __init__(
-        self, input_size: int, hidden_size: int, *, fused: bool = True, **cell_kwargs
+        self,
+        input_size: int,
+        hidden_size: int,
+        *,
+        fused: bool = True,
+        backend: str = "auto",
+        **cell_kwargs,
     ) -> None:
         super().__init__()
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         self.cell = FastGRNNCell(input_size, hidden_size, **cell_kwargs)
         self.fused = fused
+        self.backend = backend
 
     @property
     def hidden_size(self) -> int:
@@ -112,6 +123,7 @@ class FastGRNN(nn.Module):
                     cell.nu,
                     h,
                     batch_first=False,
+                    backend=self.backend,
                 )
             wx = cell.W(x)  # (B, T, H)
             for t in range(x.shape[1]):

@@ -213,11 +213,26 @@ def test_unusable_kernel_falls_back_to_pytorch_path(monkeypatch):
         fused_ext.load_extension()
 
 
+def test_model_backend_attribute_picks_the_implementation(backend):
+    torch.manual_seed(4)
+    model = _model("str", 3, 5)
+    x, y = torch.randn(2, 6, 3), torch.randint(0, 3, (2,))
+    model.rnn.backend = backend
+    out = model.rnn(model.normalizer(x))
+    assert type(out.grad_fn).__name__ == _node_name(backend)
+    ref_out, ref = _grads(model, x, y, fused=False)
+    got_out, got = _grads(model, x, y, fused=True)
+    assert (got_out - ref_out).abs().max() <= TOL
+    assert max((got[n] - g).abs().max() for n, g in ref.items()) <= TOL
+
+
 def test_backend_and_policy_are_validated(monkeypatch):
     args = [torch.zeros(1, 1, 2), torch.zeros(2, 2), torch.zeros(2), torch.zeros(2)]
     args += [torch.zeros(1), torch.zeros(1), torch.zeros(1, 2)]
     with pytest.raises(ValueError, match="backend"):
         fastgrnn_sequence(*args, backend="cuda-graphs")
+    with pytest.raises(ValueError, match="backend"):
+        FastGRNN(2, 2, backend="cuda-graphs")
     monkeypatch.setenv("EDGE_STR_FUSED_EXT", "sometimes")
     with pytest.raises(ValueError, match="EDGE_STR_FUSED_EXT"):
         fused_ext.load_extension()
