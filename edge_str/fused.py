@@ -91,15 +91,15 @@ class FastGRNNSequence(torch.autograd.Function):
         sz, sn = ctx.gates
         steps, batch, hidden = zs.shape
         need_wx, need_u, need_bz, need_bh, need_zeta, need_nu, need_h0 = ctx.needs_input_grad
-        # Everything that does not depend on g_t, for all steps at once.
-        one_m_z = torch.rsub(zs, 1.0)  # 1 - z
-        dz = one_m_z * zs  # z (1 - z)
-        dz.mul_(ds)  # d ⊙ z(1 - z): dh_t/dpre_t through z
-        gmat = torch.mul(cs, cs).neg_().add_(1.0)  # 1 - c²
-        gmat.mul_(torch.mul(one_m_z, sz).add_(sn))  # (ζ'(1 - z) + ν') (1 - c²): through c
-        gmat.add_(dz)  # G
+        # Everything that does not depend on g_t, for all steps at once. Five (T, B, H) buffers
+        # in all: 1 - z, the z path of G, G, g and dpre (also scratch before the loop).
         gs = torch.empty_like(zs)  # g_t = dL/dh_t for t = 1..T, at index t - 1
         dpre = torch.empty_like(zs)  # dL/dpre_t = dL/d(wx_t)
+        one_m_z = torch.rsub(zs, 1.0)  # 1 - z
+        dz = torch.mul(one_m_z, zs).mul_(ds)  # d ⊙ z(1 - z): dh_t/dpre_t through z
+        gmat = torch.mul(one_m_z, sz).add_(sn)  # ζ'(1 - z) + ν'
+        gmat.mul_(torch.mul(cs, cs, out=dpre).neg_().add_(1.0))  # ... ⊙ (1 - c²): through c
+        gmat.add_(dz)  # G
         gv, gmv, dpv, zv = gs.unbind(0), gmat.unbind(0), dpre.unbind(0), zs.unbind(0)
         gv[steps - 1].copy_(grad_out)
         dh0 = None
@@ -114,11 +114,11 @@ class FastGRNNSequence(torch.autograd.Function):
         d_u = dpre.view(flat).t().mm(hs.view(flat)) if need_u else None
         d_bz = d_bh = d_zeta = d_nu = None
         if need_bz or need_bh:
-            d_bz = torch.mul(gs, dz).sum((0, 1))
+            d_bz = dz.mul_(gs).sum((0, 1))
             if need_bh:
                 d_bh = dpre.sum((0, 1)) - d_bz
         if need_zeta or need_nu:
-            gc = torch.mul(gs, cs).view(-1)
+            gc = torch.mul(gs, cs, out=gmat).view(-1)  # G is no longer needed
             if need_nu:
                 d_nu = (gc.sum() * (sn * (1 - sn))).reshape(ctx.scalar_shapes[1])
             if need_zeta:
