@@ -40,31 +40,42 @@ from edge_str.atomic import write_json  # noqa: E402
 PEAK_SIZE = 1024
 
 
-def matmul_rate(
-    m: int, k: int, n: int, *, seconds: float = 0.25, min_samples: int = 30
-) -> dict[str, float]:
-    """Best observed rate of ``torch.mm`` for [m, k] x [k, n] (MAC/s and FLOP/s).
+class MatmulTimer:
+    """Best observed time of ``torch.mm`` for [m, k] x [k, n], sampled in short bursts."""
 
-    The best of at least ``min_samples`` timed batches of calls and ``seconds``: on a shared
-    machine most samples are slowed by other work, the best one is the machine's rate.
+    def __init__(self, m: int, k: int, n: int) -> None:
+        gen = torch.Generator().manual_seed(0)
+        self.a, self.b = torch.randn(m, k, generator=gen), torch.randn(k, n, generator=gen)
+        self.out = torch.empty(m, n)
+        self.shape = [m, k, n]
+        self.macs = m * k * n
+        self.calls = max(1, int(1e7 // self.macs))  # ~10 M MACs per timed batch of calls
+        self.best = float("inf")
+        for _ in range(3):
+            torch.mm(self.a, self.b, out=self.out)
+
+    def sample(self, batches: int) -> None:
+        for _ in range(batches):
+            start = time.perf_counter()
+            for _ in range(self.calls):
+                torch.mm(self.a, self.b, out=self.out)
+            self.best = min(self.best, (time.perf_counter() - start) / self.calls)
+
+    def result(self) -> dict:
+        return {"shape": self.shape, "us": self.best * 1e6, "gmacs": self.macs / self.best / 1e9}
+
+
+def matmul_rates(sizes: dict[str, tuple[int, int, int]], rounds: int = 30) -> dict[str, dict]:
+    """Best rate of every size, sampled in ``rounds`` interleaved rounds.
+
+    On a shared machine most samples are slowed by other work: the best one is the machine's
+    rate, and interleaving the sizes keeps one busy period from spoiling all samples of one.
     """
-    gen = torch.Generator().manual_seed(0)
-    a, b = torch.randn(m, k, generator=gen), torch.randn(k, n, generator=gen)
-    out = torch.empty(m, n)
-    macs = m * k * n
-    calls = max(1, int(1e7 // macs))  # ~10 M MACs per timed batch of calls
-    for _ in range(3):
-        torch.mm(a, b, out=out)
-    best = float("inf")
-    samples = 0
-    deadline = time.perf_counter() + seconds
-    while time.perf_counter() < deadline or samples < min_samples:
-        start = time.perf_counter()
-        for _ in range(calls):
-            torch.mm(a, b, out=out)
-        best = min(best, (time.perf_counter() - start) / calls)
-        samples += 1
-    return {"shape": [m, k, n], "us": best * 1e6, "gmacs": macs / best / 1e9}
+    timers = {name: MatmulTimer(*size) for name, size in sizes.items()}
+    for _ in range(rounds):
+        for timer in timers.values():
+            timer.sample(3)
+    return {name: timer.result() for name, timer in timers.items()}
 
 
 def per_step_macs(model: str, f: int, h: int) -> int:
@@ -81,16 +92,16 @@ def per_step_macs(model: str, f: int, h: int) -> int:
 GATES = {"fastgrnn": 1, "gru": 3, "lstm": 4}  # gate blocks stacked in one weight matrix
 
 
-def measure_rates(shape: str) -> dict[str, dict]:
-    """Rates of the products of a training step, for 1 (FastGRNN), 3 (GRU), 4 (LSTM) gates."""
+def step_sizes(shape: str) -> dict[str, tuple[int, int, int]]:
+    """The products of a training step, for 1 (FastGRNN), 3 (GRU) and 4 (LSTM) gate blocks."""
     b, t, f, h, _, _ = tt.SHAPES[shape]
-    rates = {}
+    sizes = {}
     for g in sorted(set(GATES.values())):
-        rates[f"recurrent_x{g}"] = matmul_rate(b, h, g * h)  # h_{t-1} U^T, every step
-        rates[f"projection_x{g}"] = matmul_rate(b * t, f, g * h)  # W x_t, all steps at once
-        rates[f"wgrad_hidden_x{g}"] = matmul_rate(g * h, b * t, h)  # dU over all steps
-        rates[f"wgrad_input_x{g}"] = matmul_rate(g * h, b * t, f)  # dW over all steps
-    return rates
+        sizes[f"recurrent_x{g}"] = (b, h, g * h)  # h_{t-1} U^T, every step
+        sizes[f"projection_x{g}"] = (b * t, f, g * h)  # W x_t, all steps at once
+        sizes[f"wgrad_hidden_x{g}"] = (g * h, b * t, h)  # dU over all steps
+        sizes[f"wgrad_input_x{g}"] = (g * h, b * t, f)  # dW over all steps
+    return sizes
 
 
 def matmul_bound_seconds(kind: str, shape: str, rates: dict[str, dict]) -> float:
@@ -113,11 +124,16 @@ def run(*, threads: int = 2, throughput: dict | None = None) -> dict:
     torch.set_num_threads(threads)
     if throughput is None:
         throughput = tt.run(threads=threads, repeats=5, steps_per_repeat=2, budget_s=30.0)
-    peak = matmul_rate(PEAK_SIZE, PEAK_SIZE, PEAK_SIZE, seconds=0.5, min_samples=10)
+    sizes = {"peak": (PEAK_SIZE, PEAK_SIZE, PEAK_SIZE)}
+    for shape in throughput["shapes"]:
+        sizes.update({f"{shape}/{name}": size for name, size in step_sizes(shape).items()})
+    measured = matmul_rates(sizes)
+    peak = measured["peak"]
     results: dict = {"threads": threads, "peak_matmul": peak, "shapes": {}}
     for shape, r in throughput["shapes"].items():
         b, t, f, h, c, _ = tt.SHAPES[shape]
-        rates = measure_rates(shape)
+        prefix = f"{shape}/"
+        rates = {k[len(prefix) :]: v for k, v in measured.items() if k.startswith(prefix)}
         models = {}
         for name, m in r["models"].items():
             kind = name if name in GATES else "fastgrnn"
@@ -146,7 +162,7 @@ def table(results: dict) -> str:
         for name, rate in r["matmul_rates"].items():
             dims = "x".join(str(d) for d in rate["shape"])
             lines.append(
-                f"  {name:<14} [{dims:>13}] {rate['us']:>9.1f} us {rate['gmacs']:>7.1f} GMAC/s "
+                f"  {name:<16} [{dims:>13}] {rate['us']:>9.1f} us {rate['gmacs']:>7.1f} GMAC/s "
                 f"{2 * rate['gmacs']:>7.1f} GFLOP/s"
             )
         lines.append(
