@@ -65,16 +65,26 @@ class MatmulTimer:
         return {"shape": self.shape, "us": self.best * 1e6, "gmacs": self.macs / self.best / 1e9}
 
 
-def matmul_rates(sizes: dict[str, tuple[int, int, int]], rounds: int = 30) -> dict[str, dict]:
-    """Best rate of every size, sampled in ``rounds`` interleaved rounds.
+def matmul_rates(
+    sizes: dict[str, tuple[int, int, int]],
+    rounds: int = 30,
+    budget_s: float = 20.0,
+    min_rounds: int = 5,
+) -> dict[str, dict]:
+    """Best rate of every size, sampled in up to ``rounds`` interleaved rounds.
 
     On a shared machine most samples are slowed by other work: the best one is the machine's
     rate, and interleaving the sizes keeps one busy period from spoiling all samples of one.
+    Stops after ``budget_s`` (but not before ``min_rounds``): 2-thread products of this size
+    slow down a hundredfold when another process holds a core.
     """
     timers = {name: MatmulTimer(*size) for name, size in sizes.items()}
-    for _ in range(rounds):
+    start = time.perf_counter()
+    for r in range(rounds):
         for timer in timers.values():
             timer.sample(3)
+        if r + 1 >= min_rounds and time.perf_counter() - start > budget_s:
+            break
     return {name: timer.result() for name, timer in timers.items()}
 
 
