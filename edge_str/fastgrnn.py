@@ -17,6 +17,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from edge_str.fused import BACKENDS, fastgrnn_sequence
 from edge_str.lowrank import CompactMatrix, LowRankMatrix
 from edge_str.normalize import FeatureNormalizer
 
@@ -74,11 +75,30 @@ class FastGRNNCell(nn.Module):
 
 
 class FastGRNN(nn.Module):
-    """Runs a ``FastGRNNCell`` over a sequence (batch first)."""
+    """Runs a ``FastGRNNCell`` over a sequence (batch first).
 
-    def __init__(self, input_size: int, hidden_size: int, **cell_kwargs) -> None:
+    ``fused=True`` (default) runs the time loop as one autograd node with a hand-written
+    backward through time (``edge_str.fused``); ``fused=False`` is the reference Python loop
+    over ``fastgrnn_step`` recorded op by op by autograd. Both compute the same values.
+    ``backend`` picks the fused implementation: "auto" (the C++ kernel where it can run),
+    "cpp" or "torch" (see ``edge_str.fused.fastgrnn_sequence``).
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        *,
+        fused: bool = True,
+        backend: str = "auto",
+        **cell_kwargs,
+    ) -> None:
         super().__init__()
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         self.cell = FastGRNNCell(input_size, hidden_size, **cell_kwargs)
+        self.fused = fused
+        self.backend = backend
 
     @property
     def hidden_size(self) -> int:
@@ -90,13 +110,39 @@ class FastGRNN(nn.Module):
         h = x.new_zeros(x.shape[0], cell.hidden_size) if h0 is None else h0
         # Thresholded matrices once per forward; W x_t for all steps in one product.
         with parametrize.cached():
-            wx = cell.W(x)  # (B, T, H)
             u = cell.U.matrix()  # (H, H)
+            if self.fused and not _tracing():
+                # Time-major projections (T, B, H): the layout the fused loop runs in.
+                wx = cell.W(x.transpose(0, 1))
+                return fastgrnn_sequence(
+                    wx,
+                    u,
+                    cell.bias_gate,
+                    cell.bias_update,
+                    cell.zeta,
+                    cell.nu,
+                    h,
+                    batch_first=False,
+                    backend=self.backend,
+                )
+            wx = cell.W(x)  # (B, T, H)
             for t in range(x.shape[1]):
                 h = fastgrnn_step(
                     wx[:, t], h, u, cell.bias_gate, cell.bias_update, cell.zeta, cell.nu
                 )
         return h
+
+
+def _tracing() -> bool:
+    """True under jit tracing, ONNX or torch.export, torch.compile: they get the reference loop
+    (plain ops that export to standard ONNX and that the compilers can see through)."""
+    is_exporting = getattr(torch.compiler, "is_exporting", lambda: False)
+    return (
+        torch.jit.is_tracing()
+        or torch.onnx.is_in_onnx_export()
+        or torch.compiler.is_compiling()
+        or is_exporting()
+    )
 
 
 class FastGRNNClassifier(nn.Module):

@@ -1,0 +1,95 @@
+"""Run every benchmark, merge their results and write benchmarks/results.json (atomically).
+
+Sections (each a script of this folder with a ``main(out_json)`` returning a dict):
+  train_throughput  training samples/s of FastGRNN vs nn.GRU / nn.LSTM (ratios in one process)
+  roofline          measured matmul rates vs the MAC/s each model's training step achieves
+  memory            peak RSS of a training epoch, one fresh process per model
+The headline ``train_speedup_vs_gru`` ({shape: ratio}) is STR low-rank FastGRNN's training
+throughput over nn.GRU's. Each section's own table is printed as it finishes; a summary follows.
+
+    python benchmarks/run_all.py [--out benchmarks/results.json]      (or: make bench)
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+for path in (str(ROOT), str(HERE)):
+    if path not in sys.path:
+        sys.path.insert(0, path)
+
+import memory  # noqa: E402
+import roofline  # noqa: E402
+import train_throughput  # noqa: E402
+
+from edge_str.atomic import write_json  # noqa: E402
+
+DEFAULT_OUT = HERE / "results.json"
+
+
+def run() -> dict:
+    results: dict = {
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor(),
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+        },
+        "seconds": {},
+    }
+    sections = [
+        ("train_throughput", lambda: train_throughput.main(None)),
+        ("roofline", lambda: roofline.main(None, throughput=results["train_throughput"])),
+        ("memory", lambda: memory.main(None)),
+    ]
+    for name, section in sections:
+        print(f"\n== {name} ==", flush=True)
+        start = time.perf_counter()
+        results[name] = section()
+        results["seconds"][name] = time.perf_counter() - start
+    results["train_speedup_vs_gru"] = results["train_throughput"]["train_speedup_vs_gru"]
+    return results
+
+
+def summary(results: dict) -> str:
+    lines = ["\n== summary =="]
+    throughput = results["train_throughput"]["shapes"]
+    for shape, speedup in results["train_speedup_vs_gru"].items():
+        models = throughput[shape]["models"]
+        rf = results["roofline"]["shapes"][shape]["models"]["fastgrnn_str"]
+        mem = results["memory"]["shapes"][shape]["models"]
+        lines.append(
+            f"{shape}: STR FastGRNN trains {speedup:.2f}x nn.GRU "
+            f"(best steps {models['fastgrnn_str']['ratio_vs_gru_best']:.2f}x; "
+            f"{models['fastgrnn_str']['samples_per_s']:.0f} vs "
+            f"{models['gru']['samples_per_s']:.0f} samples/s), "
+            f"{rf['achieved_gmacs']:.1f} GMAC/s with {rf['matmul_share']:.0%} of the step in "
+            f"matrix products; training memory +{mem['fastgrnn_str']['training_growth_mb']:.0f} "
+            f"MB vs +{mem['gru']['training_growth_mb']:.0f} MB for GRU"
+        )
+    took = ", ".join(f"{k} {v:.0f} s" for k, v in results["seconds"].items())
+    lines.append(f"time: {took}")
+    return "\n".join(lines)
+
+
+def main(out_json: Path | None = DEFAULT_OUT) -> dict:
+    results = run()
+    print(summary(results), flush=True)
+    if out_json is not None:
+        write_json(out_json, results)
+        print(f"wrote {out_json}")
+    return results
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    main(parser.parse_args().out)
