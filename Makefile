@@ -16,6 +16,9 @@ $(STAMP): pyproject.toml tools/install_torchaudio_cpu.sh
 	$(BIN)/pip install -q "torch==2.13.0"
 	bash tools/install_torchaudio_cpu.sh $(BIN)/python
 	$(BIN)/pip install -q -e ".[test]"
+	# Build the fused FastGRNN kernel now rather than in the first test or training run;
+	# without a compiler edge_str falls back to its PyTorch fused path (hence the "-").
+	-$(BIN)/python -m edge_str.fused_ext
 	touch $(STAMP)
 
 lint: $(STAMP)

@@ -4,8 +4,13 @@ Sections (each a script of this folder with a ``main(out_json)`` returning a dic
   train_throughput  training samples/s of FastGRNN vs nn.GRU / nn.LSTM (ratios in one process)
   roofline          measured matmul rates vs the MAC/s each model's training step achieves
   memory            peak RSS of a training epoch, one fresh process per model
-The headline ``train_speedup_vs_gru`` ({shape: ratio}) is STR low-rank FastGRNN's training
-throughput over nn.GRU's. Each section's own table is printed as it finishes; a summary follows.
+  inference         onnxruntime / torch latency (batch 1, one thread) and throughput (batch 100)
+                    of dense, compacted and int8 exports vs an ONNX GRU; streaming step latency;
+                    feature extraction clips/s, first pass and cached
+The headlines: ``train_speedup_vs_gru`` ({shape: ratio}), STR low-rank FastGRNN's training
+throughput over nn.GRU's, and ``onnx_latency_ratio_vs_gru``, the compacted FastGRNN's batch-1
+sequence latency in onnxruntime over an ONNX GRU's. Each section's own table is printed as it
+finishes; a summary follows.
 
     python benchmarks/run_all.py [--out benchmarks/results.json]      (or: make bench)
 """
@@ -26,6 +31,7 @@ for path in (str(ROOT), str(HERE)):
     if path not in sys.path:
         sys.path.insert(0, path)
 
+import inference  # noqa: E402
 import memory  # noqa: E402
 import roofline  # noqa: E402
 import train_throughput  # noqa: E402
@@ -49,6 +55,7 @@ def run() -> dict:
         ("train_throughput", lambda: train_throughput.main(None)),
         ("roofline", lambda: roofline.main(None, throughput=results["train_throughput"])),
         ("memory", lambda: memory.main(None)),
+        ("inference", lambda: inference.main(None)),
     ]
     for name, section in sections:
         print(f"\n== {name} ==", flush=True)
@@ -56,6 +63,7 @@ def run() -> dict:
         results[name] = section()
         results["seconds"][name] = time.perf_counter() - start
     results["train_speedup_vs_gru"] = results["train_throughput"]["train_speedup_vs_gru"]
+    results["onnx_latency_ratio_vs_gru"] = results["inference"]["onnx_latency_ratio_vs_gru"]
     return results
 
 
@@ -75,6 +83,12 @@ def summary(results: dict) -> str:
             f"matrix products; training memory +{mem['fastgrnn_str']['training_growth_mb']:.0f} "
             f"MB vs +{mem['gru']['training_growth_mb']:.0f} MB for GRU"
         )
+    infer = results["inference"]
+    lines.append(
+        f"onnxruntime batch 1: compacted FastGRNN {infer['onnx_latency_ratio_vs_gru']:.2f}x "
+        f"the ONNX GRU's latency; compacted/dense latency "
+        f"{infer['onnx_compact_vs_dense_latency_ratio']:.2f}x"
+    )
     took = ", ".join(f"{k} {v:.0f} s" for k, v in results["seconds"].items())
     lines.append(f"time: {took}")
     return "\n".join(lines)
