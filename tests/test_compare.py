@@ -12,6 +12,7 @@ from _data_trees import build_har_tree
 
 import edge_str.training
 from edge_str import EdgeStrError
+from edge_str.cli import main
 from edge_str.compare import (
     METHODS,
     CompareSettings,
@@ -215,6 +216,28 @@ def test_a_failing_run_is_recorded_and_the_rest_completes(har, tmp_path, monkeyp
     assert sorted(r["method"] for r in ok) == ["dense", "fixed", "str", "svd", "svd+finetune"]
     assert result.counts == {"new": 5, "reused": 0, "failed": 1, "skipped": 2}
     assert "1 failed, 2 skipped" in result.summary_line()
+
+
+def test_cli(har, tmp_path, capsys):
+    path = tmp_path / "study.yaml"
+    path.write_text(TINY.replace("[[2, 3], [20, 4]]", "[[2, 3]]").replace("epochs: 2", "epochs: 1"))
+    out = tmp_path / "study"
+    argv = ["compare", "--task", "har2", "--data", str(har), "--out", str(out)]
+    assert main([*argv, "--config", str(path), "--jobs", "1", "--seed", "3"]) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert line.startswith("compare har2: 5 runs (5 new, 0 reused) in ")
+    assert str(out / "compare.md") in line
+    saved = json.loads((out / "runs/dense/config.json").read_text())
+    assert saved["seed"] == 3 and saved["optim"]["epochs"] == 1 and saved["model"]["hidden"] == 8
+
+    assert (
+        main(["compare", "--task", "har2", "--data", str(tmp_path / "nope"), "--out", str(out)])
+        == 2
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("edge-str: error: ")
+    assert main([*argv[:-1], str(tmp_path / "other"), "--jobs", "0"]) == 2
+    assert "--jobs must be at least 1" in capsys.readouterr().err
 
 
 def test_settings_presets_yaml_and_precedence(tmp_path):
