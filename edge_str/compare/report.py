@@ -332,7 +332,7 @@ def plot(rows: Sequence[dict[str, Any]], path: str | Path, title: str = "") -> N
                     )
         if ok:
             ax.set_xscale("log")
-            ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+            ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 3.0, 5.0, 7.0)))
             ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
             ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel(label)
@@ -340,7 +340,7 @@ def plot(rows: Sequence[dict[str, Any]], path: str | Path, title: str = "") -> N
     axes[0].set_ylabel("test accuracy (%)")
     axes[0].plot([], [], color="0.6", linestyle="--", marker="o", markerfacecolor="none",
                  label="Pareto front")  # fmt: skip
-    axes[0].legend(loc="lower right", fontsize=8)
+    axes[0].legend(loc="best", fontsize=8)
     if title:
         fig.suptitle(title)
     fig.tight_layout()
