@@ -320,3 +320,22 @@ def test_pareto_front_marks_and_reading():
     assert "beat the best fixed rank of no more parameters (W 3, U 8, 500: 90.0%)" in text
     assert "post-hoc SVD: 1 won, 0 tied, 0 lost" in text
     assert "400 examples" in text and "1 run(s) did not finish" in text
+
+
+def test_plot_writes_a_png_and_leaves_the_callers_matplotlib_alone(tmp_path):
+    import matplotlib
+    from matplotlib import pyplot as plt
+
+    from edge_str.compare import plot
+
+    rows = [_row("dense", 1000, 0.95), _row("str", 480, 0.92, (9, 10)), _row("fixed", 300, 0.8)]
+    backend = matplotlib.get_backend()
+    matplotlib.use("svg")  # stands for a notebook's inline backend
+    try:
+        figures = plt.get_fignums()
+        plot(rows, tmp_path / "p.png", "title")
+        assert matplotlib.get_backend() == "svg" and plt.get_fignums() == figures
+    finally:
+        matplotlib.use(backend)
+    assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
+    assert not list(tmp_path.glob(".*.tmp"))  # the atomic write left no temporary file

@@ -234,11 +234,11 @@ def reading(rows: Sequence[dict[str, Any]], test_examples: int) -> list[str]:
     front = pareto_front(rows)
     if front:
         by_method = ", ".join(
-            f"{m} {sum(r['method'] == m for r in front)}"
+            f"{sum(r['method'] == m for r in front)} {m}"
             for m in MARKERS
             if any(r["method"] == m for r in front)
         )
-        lines.append(f"Pareto front (test accuracy against parameters): {by_method} runs.")
+        lines.append(f"Pareto front (test accuracy against parameters): {by_method}.")
     if test_examples > 0 and ok:
         typical = statistics.median(r["test_accuracy"] for r in ok)
         noise = 2 * math.sqrt(max(typical * (1 - typical), 1 / test_examples) / test_examples)
@@ -289,13 +289,15 @@ def markdown(result: StudyResult) -> str:
 
 def plot(rows: Sequence[dict[str, Any]], path: str | Path, title: str = "") -> None:
     """Test accuracy against parameters and against MACs per step, with the Pareto fronts."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
+    # A bare Figure on the Agg canvas: no pyplot, so the caller's backend (a notebook's inline
+    # one, say) and its open figures are left alone.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), sharey=True)
+    fig = Figure(figsize=(12, 4.8))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, 2, sharey=True)
     for ax, x, label in (
         (axes[0], "params", "parameters (after compaction)"),
         (axes[1], "macs_per_step", "MACs per time step"),
@@ -345,13 +347,7 @@ def plot(rows: Sequence[dict[str, Any]], path: str | Path, title: str = "") -> N
         fig.suptitle(title)
     fig.tight_layout()
 
-    def write(tmp: Path) -> None:
-        fig.savefig(tmp, format="png", dpi=110)
-
-    try:
-        write_atomic(path, write)
-    finally:
-        plt.close(fig)
+    write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
 
 
 def write_reports(result: StudyResult) -> dict[str, Path]:
