@@ -339,3 +339,10 @@ def test_plot_writes_a_png_and_leaves_the_callers_matplotlib_alone(tmp_path):
         matplotlib.use(backend)
     assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
     assert not list(tmp_path.glob(".*.tmp"))  # the atomic write left no temporary file
+
+
+def test_the_shipped_study_config_is_the_har2_preset():
+    path = Path(__file__).resolve().parent.parent / "configs" / "compare_har2.yaml"
+    cfg, settings = load_study_config(None, path)
+    assert cfg.task == "har2" and settings == preset("har2")
+    assert cfg.optim.epochs == 20 and cfg.model.hidden == 80
