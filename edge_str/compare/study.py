@@ -1,0 +1,616 @@
+"""The rank-vs-accuracy study: learned rank (STR) against fixed rank and post-hoc truncated SVD.
+
+On the same data, splits, epochs and seed it runs
+
+  dense         FastGRNN with dense W and U (the reference, and the source of the SVD runs)
+  fixed         W and U of hand-chosen ranks, trained from scratch (a grid of (rank W, rank U))
+  str           STR on the singular values (g = exp), one run per weight decay mu; each learns
+                its own ranks
+  svd           the trained dense model, W and U cut to the ranks an STR run found (truncated
+                SVD, the best approximation of that rank), evaluated as it is
+  svd+finetune  the same truncated model trained a few more epochs at that fixed rank
+
+Every run is a trainer run directory under ``OUT/runs/<name>/`` (svd runs write the same files
+without training). The SVD runs need the dense run and their STR run, so they start when those
+have finished. A run whose ``final.json`` exists is reused; one with a ``last.pt`` but no
+``final.json`` continues with resume; a failed run is recorded with its error and the study goes
+on. Runs execute in worker processes ("spawn", one torch thread each) or, with ``jobs=1``, in
+this process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import multiprocessing
+import os
+import time
+import traceback
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from edge_str.atomic import write_json
+from edge_str.compare.settings import CompareSettings
+from edge_str.compare.svd import truncated_model_config, truncated_svd_state
+from edge_str.config import TrainConfig
+from edge_str.errors import EdgeStrError
+from edge_str.run import (
+    BEST_CHECKPOINT,
+    CONFIG_FILE,
+    FINAL_FILE,
+    LAST_CHECKPOINT,
+    RunInfo,
+    load_trained_model,
+    save_checkpoint,
+    save_run_info,
+)
+
+METHODS = ("dense", "fixed", "str", "svd", "svd+finetune")
+RUNS_DIR = "runs"
+LOG_FILE = "train.log"
+ERROR_FILE = "error.log"
+SVD_INIT_FILE = "svd_init.pt"
+STUDY_FILE = "compare.json"  # the study's training config and grids, for resuming
+DENSE_RUN = "dense"
+# Settings that may differ between a planned run and the one found on disk.
+_IGNORED_KEYS = ("out", "class_names", "input_shape", "model.init_weights")
+
+
+@dataclass
+class Job:
+    """One run of the study."""
+
+    name: str  # its folder under OUT/runs
+    method: str  # one of METHODS
+    setting: str  # what distinguishes it, for the table
+    config: dict[str, Any]  # TrainConfig.to_dict() of the run; "out" is its run directory
+    ranks: dict[str, int] | None = None  # svd runs: the ranks cut to
+    sources: list[str] = field(default_factory=list)  # svd runs: the STR runs with these ranks
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.config["out"])
+
+
+@dataclass
+class Outcome:
+    """What became of a job: ok (with the run's final.json), failed or skipped."""
+
+    status: str  # ok | failed | skipped
+    final: dict[str, Any] | None = None
+    error: str = ""
+    reused: bool = False
+
+
+@dataclass
+class StudyResult:
+    rows: list[dict[str, Any]]
+    out: Path
+    seconds: float
+    counts: dict[str, int]  # new (run now), reused (found finished), failed, skipped
+    test_examples: int
+    settings: CompareSettings
+    config: TrainConfig
+    full_ranks: dict[str, int]  # of W and U
+
+    def summary_line(self) -> str:
+        """The command's one-line summary."""
+        c = self.counts
+        parts = [f"{c['new']} new", f"{c['reused']} reused"]
+        parts += [f"{c[k]} {k}" for k in ("failed", "skipped") if c[k]]
+        ok = [r for r in self.rows if r["status"] == "ok" and r["test_accuracy"] is not None]
+        text = f"compare {self.config.task}: {len(self.rows)} runs ({', '.join(parts)}) in "
+        text += f"{_duration(self.seconds)}"
+        best_str = max(
+            (r for r in ok if r["method"] == "str"), key=lambda r: r["test_accuracy"], default=None
+        )
+        dense = next((r for r in ok if r["method"] == "dense"), None)
+        if dense is not None:
+            text += f"; dense {100 * dense['test_accuracy']:.1f}% at {dense['params']:,} params"
+        if best_str is not None:
+            text += (
+                f"; best STR {100 * best_str['test_accuracy']:.1f}% at {best_str['params']:,} "
+                f"(ranks W {best_str['rank_w']}, U {best_str['rank_u']})"
+            )
+        return text + f" -> {self.out / 'compare.md'}"
+
+
+def _duration(seconds: float) -> str:
+    minutes, seconds = divmod(int(round(seconds)), 60)
+    return f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"
+
+
+# ----------------------------------------------------------------------------- planning
+
+
+def _run_config(base: TrainConfig, out: Path, name: str, **model: Any) -> TrainConfig:
+    cfg = copy.deepcopy(base)
+    cfg.out = str(out / RUNS_DIR / name)
+    cfg.model.init_weights = None
+    for key, value in model.items():
+        setattr(cfg.model, key, value)
+    return cfg
+
+
+def mu_name(mu: float) -> str:
+    return f"{mu:g}"
+
+
+def plan_base_jobs(base: TrainConfig, settings: CompareSettings, out: Path) -> list[Job]:
+    """The dense run, the fixed-rank grid and the STR grid (the SVD runs come later)."""
+    dense = _run_config(base, out, DENSE_RUN, rank_mode="dense", rank_w=None, rank_u=None)
+    jobs = [Job(DENSE_RUN, "dense", f"hidden {base.model.hidden}", dense.to_dict())]
+    for rank_w, rank_u in settings.fixed_ranks:
+        name = f"fixed-w{rank_w}-u{rank_u}"
+        cfg = _run_config(base, out, name, rank_mode="fixed", rank_w=rank_w, rank_u=rank_u)
+        jobs.append(Job(name, "fixed", f"ranks W {rank_w}, U {rank_u}", cfg.to_dict()))
+    for mu in settings.str_weight_decays:
+        name = f"str-mu{mu_name(mu)}"
+        cfg = _run_config(
+            base, out, name, rank_mode="str", rank_w=None, rank_u=None, s_init=settings.str_s_init
+        )
+        cfg.optim.weight_decay = mu
+        cfg.optim.threshold_decay = None  # the paper's objective: the same mu on thresholds
+        setting = f"mu {mu_name(mu)}, s_init {settings.str_s_init:g}"
+        jobs.append(Job(name, "str", setting, cfg.to_dict()))
+    return jobs
+
+
+def plan_svd_jobs(
+    dense_config: dict[str, Any], settings: CompareSettings, out: Path, ranks: dict[str, int]
+) -> list[Job]:
+    """Truncated SVD of the dense run at ``ranks``: as it is, and fine-tuned."""
+    dense = TrainConfig.from_dict(dense_config)
+    tag = f"w{ranks['W']}-u{ranks['U']}"
+    model = truncated_model_config(dense.model, ranks)
+
+    svd = copy.deepcopy(dense)
+    svd.model, svd.out = model, str(out / RUNS_DIR / f"svd-{tag}")
+    svd.optim.epochs = 0  # not trained: the dense run's weights, truncated
+
+    tuned = copy.deepcopy(dense)
+    tuned.out = str(out / RUNS_DIR / f"svdft-{tag}")
+    tuned.model = copy.deepcopy(model)
+    tuned.model.init_weights = str(Path(tuned.out) / SVD_INIT_FILE)
+    tuned.optim.epochs = settings.finetune_epochs
+    if settings.finetune_lr is not None:
+        tuned.optim.lr = settings.finetune_lr
+    setting = f"ranks W {ranks['W']}, U {ranks['U']}"
+    return [
+        Job(f"svd-{tag}", "svd", setting, svd.to_dict(), dict(ranks)),
+        Job(
+            f"svdft-{tag}",
+            "svd+finetune",
+            f"{setting}, {_plural(settings.finetune_epochs, 'epoch')} at lr {tuned.optim.lr:g}",
+            tuned.to_dict(),
+            dict(ranks),
+        ),
+    ]
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+# ----------------------------------------------------------------------------- running one job
+
+
+def one_line(error: BaseException) -> str:
+    """An exception as one line: the message of a user error, else its type and first line."""
+    text = str(error).strip().splitlines()
+    first = text[0] if text else ""
+    if isinstance(error, EdgeStrError):
+        return first or type(error).__name__
+    return f"{type(error).__name__}: {first}" if first else type(error).__name__
+
+
+def execute_job(job: Job) -> Outcome:
+    """Run one job (in a worker process or inline); never raises for a failed run."""
+    run_dir = job.run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        with open(run_dir / LOG_FILE, "a") as log_file:
+
+            def log(text: str) -> None:
+                print(text, file=log_file, flush=True)
+
+            # The trainer's per-epoch bars and messages go to the run's log, not the terminal.
+            with contextlib.redirect_stdout(log_file), contextlib.redirect_stderr(log_file):
+                final = _execute(job, log)
+        (run_dir / ERROR_FILE).unlink(missing_ok=True)
+        return Outcome("ok", final=final)
+    except Exception as error:  # noqa: BLE001 - any failure is recorded; the study goes on
+        (run_dir / ERROR_FILE).write_text(traceback.format_exc())
+        return Outcome("failed", error=one_line(error))
+
+
+def _execute(job: Job, log: Callable[[str], None]) -> dict[str, Any]:
+    from edge_str.training import train
+
+    if job.method == "svd":
+        return evaluate_truncated(job)
+    cfg = TrainConfig.from_dict(job.config)
+    resume = (job.run_dir / LAST_CHECKPOINT).is_file()
+    if job.method == "svd+finetune" and not resume:
+        write_svd_init(job)
+    if resume:
+        log(f"compare: resuming {job.run_dir}")
+    return train(cfg, resume=resume, log=log)
+
+
+def _dense_dir(job: Job) -> Path:
+    return job.run_dir.parent / DENSE_RUN
+
+
+def write_svd_init(job: Job) -> Path:
+    """The truncated SVD of the dense run's kept model, as the fine-tune's init_weights."""
+    _, dense = load_trained_model(_dense_dir(job))
+    state = truncated_svd_state(dense.state_dict(), job.ranks)
+    path = Path(job.config["model"]["init_weights"])
+    save_checkpoint(path, {"model": state})
+    return path
+
+
+def evaluate_truncated(job: Job) -> dict[str, Any]:
+    """The dense run cut to ``job.ranks`` without training: writes a run directory and final."""
+    from edge_str.data import load_task
+    from edge_str.models import build_model
+    from edge_str.training.evaluation import accuracy
+    from edge_str.training.summary import model_summary
+
+    start = time.perf_counter()
+    cfg = TrainConfig.from_dict(job.config)
+    dense_info, dense = load_trained_model(_dense_dir(job))
+    model = build_model(cfg.model, dense_info.input_shape, len(dense_info.class_names))
+    model.load_state_dict(truncated_svd_state(dense.state_dict(), job.ranks))
+    model.eval()
+    data = load_task(cfg.task, cfg.data_dir, cfg.data)
+    val = accuracy(model, *data.split_tensors("val"))
+    test = accuracy(model, *data.split_tensors("test"))
+    save_run_info(job.run_dir, RunInfo(cfg, data.class_names, tuple(data.input_shape)))
+    save_checkpoint(
+        job.run_dir / BEST_CHECKPOINT, {"model": model.state_dict(), "val_accuracy": val}
+    )
+    final = {
+        "task": cfg.task,
+        "arch": cfg.model.arch,
+        "method": "svd",
+        "test_accuracy": test,
+        "val_accuracy": val,
+        "best_epoch": 0,
+        "epochs": 0,
+        "train_seconds": 0.0,  # no training; the SVD itself took ``svd_seconds``
+        "svd_seconds": time.perf_counter() - start,
+        "seed": cfg.seed,
+        "svd_of": str(_dense_dir(job)),
+        **model_summary(model),
+    }
+    write_json(job.run_dir / FINAL_FILE, final)
+    return final
+
+
+def _init_worker() -> None:
+    torch.set_num_threads(1)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+def _execute_inline(job: Job) -> Outcome:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return execute_job(job)
+    finally:
+        torch.set_num_threads(threads)
+
+
+# ----------------------------------------------------------------------------- resume
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def config_difference(planned: dict[str, Any], saved: dict[str, Any]) -> str | None:
+    """The first setting in which a run on disk differs from the planned one, or None."""
+    a, b = _flatten(planned), _flatten(saved)
+    for key in sorted(set(a) | set(b)):
+        if key in _IGNORED_KEYS:
+            continue
+        if a.get(key, "<unset>") != b.get(key, "<unset>"):
+            return f"{key} {b.get(key, '<unset>')!r}, planned {a.get(key, '<unset>')!r}"
+    return None
+
+
+def finished_outcome(job: Job) -> Outcome | None:
+    """A finished run on disk (reused), a run of other settings (failed), or None (to run)."""
+    config_path = job.run_dir / CONFIG_FILE
+    if config_path.is_file():
+        try:
+            saved = json.loads(config_path.read_text())
+        except json.JSONDecodeError:
+            saved = None
+        if saved is not None:
+            difference = config_difference(job.config, saved)
+            if difference:
+                return Outcome(
+                    "failed",
+                    error=f"{job.run_dir} holds a run of other settings ({difference}); "
+                    "delete it or choose another --out",
+                )
+    final_path = job.run_dir / FINAL_FILE
+    if final_path.is_file():
+        try:
+            return Outcome("ok", final=json.loads(final_path.read_text()), reused=True)
+        except json.JSONDecodeError:
+            return None  # a foreign or broken file: run again (train rewrites it)
+    return None
+
+
+# ----------------------------------------------------------------------------- the study
+
+
+def row_of(job: Job, outcome: Outcome) -> dict[str, Any]:
+    """One line of compare.csv."""
+    final = outcome.final or {}
+    ranks = final.get("ranks") or job.ranks or {}
+    return {
+        "method": job.method,
+        "setting": job.setting + (f" (ranks of {', '.join(job.sources)})" if job.sources else ""),
+        "run": f"{RUNS_DIR}/{job.name}" if job.config else "",
+        "rank_w": ranks.get("W"),
+        "rank_u": ranks.get("U"),
+        "params": final.get("params"),
+        "bytes": final.get("bytes"),
+        "macs_per_step": final.get("macs_per_step"),
+        "val_accuracy": final.get("val_accuracy"),
+        "test_accuracy": final.get("test_accuracy"),
+        "train_seconds": final.get("train_seconds"),
+        "status": outcome.status,
+        "error": outcome.error,
+    }
+
+
+def _sort_key(row: dict[str, Any]) -> tuple:
+    params = row["params"] if row["params"] is not None else float("inf")
+    return (METHODS.index(row["method"]), params, row["setting"])
+
+
+class Study:
+    """Plans, runs and records one study; ``run()`` returns the rows."""
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        settings: CompareSettings,
+        out: str | os.PathLike,
+        jobs: int = 1,
+        *,
+        progress: bool = True,
+        on_row: Callable[[list[dict[str, Any]]], None] | None = None,
+    ) -> None:
+        if jobs < 1:
+            raise EdgeStrError(f"--jobs must be at least 1, got {jobs}")
+        self.config, self.settings, self.out = config, settings, Path(out)
+        self.jobs, self.progress, self.on_row = jobs, progress, on_row
+        self.base_jobs = plan_base_jobs(config, settings, self.out)
+        self.str_jobs = [j for j in self.base_jobs if j.method == "str"]
+        self.results: dict[str, tuple[Job, Outcome]] = {}
+        self.svd_jobs: dict[str, Job] = {}
+        self._handled_str: set[str] = set()
+        self._bar: Any = None
+
+    # -- bookkeeping
+    def rows(self) -> list[dict[str, Any]]:
+        return sorted((row_of(j, o) for j, o in self.results.values()), key=_sort_key)
+
+    def counts(self) -> dict[str, int]:
+        outcomes = [o for _, o in self.results.values()]
+        return {
+            "new": sum(o.status == "ok" and not o.reused for o in outcomes),
+            "reused": sum(o.reused for o in outcomes),
+            "failed": sum(o.status == "failed" for o in outcomes),
+            "skipped": sum(o.status == "skipped" for o in outcomes),
+        }
+
+    def _dependents(self) -> list[Job]:
+        """SVD jobs that became possible (or impossible) since the last call."""
+        dense = self.results.get(DENSE_RUN)
+        if dense is None:
+            return []
+        ready = []
+        for str_job in self.str_jobs:
+            if str_job.name in self._handled_str or str_job.name not in self.results:
+                continue
+            self._handled_str.add(str_job.name)
+            outcome = self.results[str_job.name][1]
+            blocker = next(
+                (
+                    n
+                    for n, o in ((DENSE_RUN, dense[1]), (str_job.name, outcome))
+                    if o.status != "ok"
+                ),
+                None,
+            )
+            if blocker is not None:
+                for method in ("svd", "svd+finetune"):
+                    job = Job(f"{method}<-{str_job.name}", method, f"ranks of {str_job.name}", {})
+                    self._record(job, Outcome("skipped", error=f"needs {blocker}, which failed"))
+                continue
+            ranks = {k: int(v) for k, v in outcome.final["ranks"].items()}
+            for job in plan_svd_jobs(dense[0].config, self.settings, self.out, ranks):
+                known = self.svd_jobs.get(job.name)
+                if known is not None:  # another STR run found the same ranks: one run serves both
+                    known.sources.append(str_job.name)
+                    self._shrink_total()
+                    continue
+                job.sources.append(str_job.name)
+                self.svd_jobs[job.name] = job
+                ready.append(job)
+        return ready
+
+    def _shrink_total(self) -> None:
+        if self._bar is not None:
+            self._bar.total -= 1
+            self._bar.refresh()
+
+    def _record(self, job: Job, outcome: Outcome) -> None:
+        self.results[job.name] = (job, outcome)
+        if self._bar is not None:
+            self._bar.update(1)
+            self._bar.set_postfix_str(f"{job.name} {outcome.status}", refresh=True)
+        if self.on_row is not None:
+            self.on_row(self.rows())
+
+    # -- running
+    def run(self) -> list[dict[str, Any]]:
+        total = len(self.base_jobs) + 2 * len(self.str_jobs)
+        self._bar = tqdm(total=total, desc="compare", unit="run", disable=not self.progress or None)
+        try:
+            if self.jobs == 1:
+                self._run_inline()
+            else:
+                self._run_pool()
+        finally:
+            self._bar.close()
+        return self.rows()
+
+    def _start(self, job: Job, launch: Callable[[Job], None]) -> None:
+        outcome = finished_outcome(job)
+        if outcome is not None:
+            self._record(job, outcome)
+            for ready in self._dependents():
+                self._start(ready, launch)
+        else:
+            launch(job)
+
+    def _run_inline(self) -> None:
+        queue: deque[Job] = deque()
+        for job in self.base_jobs:
+            self._start(job, queue.append)
+        while queue:
+            job = queue.popleft()
+            self._record(job, _execute_inline(job))
+            for ready in self._dependents():
+                self._start(ready, queue.append)
+
+    def _run_pool(self) -> None:
+        context = multiprocessing.get_context("spawn")
+        running: dict[Future, Job] = {}
+        with ProcessPoolExecutor(self.jobs, mp_context=context, initializer=_init_worker) as pool:
+
+            def launch(job: Job) -> None:
+                running[pool.submit(execute_job, job)] = job
+
+            try:
+                for job in self.base_jobs:
+                    self._start(job, launch)
+                while running:
+                    done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+                    for future in done:
+                        job = running.pop(future)
+                        try:
+                            outcome = future.result()
+                        except Exception as error:  # noqa: BLE001 - e.g. a worker was killed
+                            outcome = Outcome("failed", error=f"worker process: {one_line(error)}")
+                        self._record(job, outcome)
+                        for ready in self._dependents():
+                            self._start(ready, launch)
+            except BaseException:
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
+
+
+def run_study(
+    config: TrainConfig,
+    settings: CompareSettings,
+    out: str | os.PathLike,
+    jobs: int | None = None,
+    *,
+    progress: bool = True,
+) -> StudyResult:
+    """Run (or resume) the study and write OUT/compare.csv, compare.md and compare.png."""
+    from edge_str.compare.report import write_csv, write_reports
+    from edge_str.data import load_task
+
+    start = time.perf_counter()
+    jobs = default_jobs() if jobs is None else jobs
+    if jobs < 1:
+        raise EdgeStrError(f"--jobs must be at least 1, got {jobs}")
+    out = Path(out)
+    config = copy.deepcopy(config)
+    if not config.data_dir:
+        raise EdgeStrError("--data is required (or data_dir in the --config file)")
+    config.data_dir = str(Path(config.data_dir).expanduser().resolve())
+    # Load once here: a wrong folder is one clear error before any run, and the Google-12
+    # feature cache is written once instead of by every worker at the same time.
+    data = load_task(config.task, config.data_dir, config.data)
+    test_examples = data.num_examples("test")
+    full_ranks = {"W": min(config.model.hidden, data.input_shape[-1]), "U": config.model.hidden}
+    del data
+    check_same_study(out, config)
+    (out / RUNS_DIR).mkdir(parents=True, exist_ok=True)
+    write_json(out / STUDY_FILE, {"config": config.to_dict(), "settings": settings.to_dict()})
+    study = Study(
+        config,
+        settings,
+        out,
+        jobs,
+        progress=progress,
+        on_row=lambda rows: write_csv(rows, out / "compare.csv"),
+    )
+    try:
+        study.run()
+    finally:
+        # Also after an interruption: the table of what has finished so far.
+        result = StudyResult(
+            study.rows(),
+            out,
+            time.perf_counter() - start,
+            study.counts(),
+            test_examples,
+            settings,
+            config,
+            full_ranks,
+        )
+        if study.results:
+            write_reports(result)
+    return result
+
+
+def check_same_study(out: Path, config: TrainConfig) -> None:
+    """Refuse to resume a study made with other training settings (the grids may change)."""
+    path = out / STUDY_FILE
+    if not path.is_file():
+        return
+    try:
+        saved = json.loads(path.read_text())["config"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        raise EdgeStrError(f"{path}: not a study file; choose another --out") from None
+    difference = config_difference(config.to_dict(), saved)
+    if difference:
+        raise EdgeStrError(
+            f"{out} holds a study of other settings ({difference}); "
+            "choose another --out to start a new one"
+        )
+
+
+def default_jobs() -> int:
+    """Processes to use: the cores this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
