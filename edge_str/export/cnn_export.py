@@ -32,7 +32,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -51,6 +51,7 @@ from edge_str.errors import EdgeStrError
 from edge_str.export.onnx_common import (
     DEFAULT_OPSET,
     PARITY_TOLERANCE,
+    HeldoutLoader,
     accuracy_of,
     agreement,
     check_parity,
@@ -58,6 +59,7 @@ from edge_str.export.onnx_common import (
     int8_weight_bytes_estimate,
     op_types,
     quantize_weights,
+    resolve_heldout,
     tidy_graph,
     torch_logits,
     torch_to_onnx,
@@ -67,7 +69,7 @@ from edge_str.export.onnx_common import (
 )
 
 if TYPE_CHECKING:
-    from edge_str.run import RunInfo
+    pass
 
 DEFAULT_RANDOM_EXAMPLES = 64
 OUTPUT = "logits"
@@ -539,8 +541,6 @@ def _report(
 
 # ----------------------------------------------------------------------------- run directories
 
-HeldoutLoader = Callable[["RunInfo"], tuple[torch.Tensor | None, torch.Tensor | None, str]]
-
 
 def export_cnn_run(
     run_dir: str | os.PathLike,
@@ -581,18 +581,15 @@ def export_cnn_run(
         )
     info, model = load_trained_model(run_dir, checkpoint or BEST_CHECKPOINT)
     refuse_unexportable_cnn(model, str(run_dir))
-    reason = None
-    if x is None and heldout is not None:
-        x, y, heldout_source = heldout(info)
-        if x is None:
-            reason = heldout_source
-    if x is None:
-        x, y, heldout_source = random_inputs(model, random_examples, seed), None, "random"
-    elif tuple(x.shape[1:]) != tuple(info.input_shape):
-        raise EdgeStrError(
-            f"held-out inputs of shape {tuple(x.shape[1:])}; {run_dir} was trained on "
-            f"{tuple(info.input_shape)}"
-        )
+    x, y, heldout_source, reason = resolve_heldout(
+        run_dir,
+        info,
+        x,
+        y,
+        heldout,
+        heldout_source,
+        lambda: random_inputs(model, random_examples, seed),
+    )
     return export_cnn_model(
         model,
         out,

@@ -15,10 +15,10 @@ import json
 import math
 import os
 import warnings
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnx
@@ -35,6 +35,9 @@ _DYNAMIC_CHUNK = 1024  # rows per onnxruntime call for a dynamic-batch graph (bo
 # Ops whose input 1 is a weight that ``quantize_weights`` may store as int8, and its rank.
 MATMUL_WEIGHTS = frozenset({"MatMul"})  # FastGRNN: every product is a MatMul on a named matrix
 _WEIGHT_RANK = {"MatMul": 2, "Gemm": 2, "Conv": 4}
+
+if TYPE_CHECKING:
+    from edge_str.run import RunInfo
 
 
 @dataclass(frozen=True)
@@ -441,6 +444,38 @@ def check_parity(
 
 def accuracy_of(logits: np.ndarray, y: np.ndarray | None) -> float | None:
     return None if y is None else float((logits.argmax(1) == y).mean())
+
+
+HeldoutLoader = Callable[["RunInfo"], tuple[torch.Tensor | None, torch.Tensor | None, str]]
+
+
+def resolve_heldout(
+    run_dir: str | os.PathLike,
+    info: RunInfo,
+    x: torch.Tensor | None,
+    y: torch.Tensor | None,
+    heldout: HeldoutLoader | None,
+    source: str,
+    make_random: Callable[[], torch.Tensor],
+) -> tuple[torch.Tensor, torch.Tensor | None, str, str | None]:
+    """The inputs a run's export is checked on: (x, y, source, why-not-real-data).
+
+    Given ``x`` wins; else ``heldout(info)`` (which may answer (None, None, reason)); else
+    ``make_random()`` without labels. Given or loaded inputs must have the run's input shape.
+    """
+    reason = None
+    if x is None and heldout is not None:
+        x, y, source = heldout(info)
+        if x is None:
+            reason = source
+    if x is None:
+        return make_random(), None, "random", reason
+    if tuple(x.shape[1:]) != tuple(info.input_shape):
+        raise EdgeStrError(
+            f"held-out inputs of shape {tuple(x.shape[1:])}; {run_dir} was trained on "
+            f"{tuple(info.input_shape)}"
+        )
+    return x, y, source, reason
 
 
 def validate_options(out: str | os.PathLike, opset: int, fixed_batch: int | None) -> ExportPaths:

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -52,6 +52,7 @@ from edge_str.export.onnx_common import (  # noqa: F401  (re-exported: the modul
     MIN_OPSET,
     PARITY_TOLERANCE,
     ExportPaths,
+    HeldoutLoader,
     accuracy_of,
     agreement,
     all_nodes,
@@ -63,6 +64,7 @@ from edge_str.export.onnx_common import (  # noqa: F401  (re-exported: the modul
     onnx_session,
     op_types,
     quantize_weights,
+    resolve_heldout,
     run_onnx,
     run_onnx_streaming,
     tidy_graph,
@@ -76,7 +78,7 @@ from edge_str.export.scan_graph import loop_body, scan_sequence_graph
 from edge_str.fastgrnn import FastGRNNClassifier
 
 if TYPE_CHECKING:
-    from edge_str.run import RunInfo
+    pass
 
 DEFAULT_RANDOM_EXAMPLES = 64
 STREAMING_CHECK_EXAMPLES = 256  # the step graph is checked frame by frame on this many examples
@@ -400,9 +402,6 @@ def _warnings(summary: dict[str, MatrixSummary]) -> list[str]:
 # ----------------------------------------------------------------------------- run directories
 
 
-HeldoutLoader = Callable[["RunInfo"], tuple[torch.Tensor | None, torch.Tensor | None, str]]
-
-
 def export_run(
     run_dir: str | os.PathLike,
     out: str | os.PathLike,
@@ -461,22 +460,17 @@ def export_run(
     refuse_unexportable(model)
     if loop == "scan" and model.effective_ranks()["W"] == 0:
         raise EdgeStrError("--loop scan: W has rank 0; export the unrolled graph")
-    reason = None
-    if x is None and heldout is not None:
-        x, y, heldout_source = heldout(info)
-        if x is None:
-            reason = heldout_source
-    if x is None:
-        if len(info.input_shape) != 2:
-            raise EdgeStrError(f"{run_dir}: input_shape {info.input_shape} is not (T, F)")
-        x = random_heldout(model, random_examples, int(info.input_shape[0]), seed)
-        y = None
-        heldout_source = "random"
-    elif tuple(x.shape[1:]) != tuple(info.input_shape):
-        raise EdgeStrError(
-            f"held-out inputs of shape {tuple(x.shape[1:])}; {run_dir} was trained on "
-            f"{tuple(info.input_shape)}"
-        )
+    if len(info.input_shape) != 2:
+        raise EdgeStrError(f"{run_dir}: input_shape {info.input_shape} is not (T, F)")
+    x, y, heldout_source, reason = resolve_heldout(
+        run_dir,
+        info,
+        x,
+        y,
+        heldout,
+        heldout_source,
+        lambda: random_heldout(model, random_examples, int(info.input_shape[0]), seed),
+    )
     report = export_model(
         model,
         out,
