@@ -315,11 +315,17 @@ def test_pareto_front_marks_and_reading():
     assert best == {("svd+finetune", 480), ("fixed", 300), ("fixed", 700), ("dense", 1000)}
     text = " ".join(reading(rows, test_examples=400))
     assert "ranks W 9, U 10, 480 parameters (2.1x fewer than dense), 92.0%" in text
-    assert "beat post-hoc SVD (70.0%)" in text and "lost to SVD + fine-tune (93.0%)" in text
+    assert "beat post-hoc SVD (70.0%)" in text
     # the best fixed run of at most 480 * 1.1 parameters is (3, 8) at 500 with 90%
-    assert "beat the best fixed rank of no more parameters (W 3, U 8, 500: 90.0%)" in text
-    assert "post-hoc SVD: 1 won, 0 tied, 0 lost" in text
+    assert "the best fixed rank of no more parameters (W 3, U 8, 500: 90.0%)" in text
+    assert "post-hoc SVD: 1 won, 0 lost, 0 tied or within noise" in text
     assert "400 examples" in text and "1 run(s) did not finish" in text
+    # With 400 test examples two standard errors at the median accuracy (90%) are 3 points:
+    # 92% against 93% and against 90% is noise, against 70% it is not.
+    assert "lost to (within noise) SVD + fine-tune (93.0%)" in text
+    assert "beat (within noise) the best fixed rank" in text
+    assert "SVD + fine-tune: 0 won, 0 lost, 1 tied or within noise" in text
+    assert "differences under about 3.0 points" in text
 
 
 def test_plot_writes_a_png_and_leaves_the_callers_matplotlib_alone(tmp_path):

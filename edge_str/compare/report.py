@@ -172,10 +172,34 @@ def _compare(a: float, b: float) -> str:
     return "beat" if a > b else ("tied" if a == b else "lost to")
 
 
-def reading(rows: Sequence[dict[str, Any]], test_examples: int) -> list[str]:
-    """A short, data-driven reading of the table: STR against the others at equal size."""
+def noise_band(rows: Sequence[dict[str, Any]], test_examples: int) -> tuple[float, float]:
+    """(median test accuracy, two binomial standard errors there) of the finished runs."""
     ok = _ok(rows)
+    if test_examples <= 0 or not ok:
+        return math.nan, 0.0
+    typical = statistics.median(r["test_accuracy"] for r in ok)
+    spread = max(typical * (1 - typical), 1 / test_examples)
+    return typical, 2 * math.sqrt(spread / test_examples)
+
+
+def reading(rows: Sequence[dict[str, Any]], test_examples: int) -> list[str]:
+    """A short, data-driven reading of the table: STR against the others at equal size.
+
+    A difference smaller than ``noise_band`` is called out as within noise and not counted as
+    a win or a loss in the tallies.
+    """
+    ok = _ok(rows)
+    typical, noise = noise_band(rows, test_examples)
     lines = []
+
+    def verdict(a: float, b: float, tally: list[str]) -> str:
+        word = _compare(a, b)
+        if word != "tied" and abs(a - b) < noise:
+            tally.append("within noise")
+            return f"{word} (within noise)"
+        tally.append(word)
+        return word
+
     dense = next((r for r in ok if r["method"] == "dense"), None)
     if dense is not None:
         lines.append(
@@ -201,18 +225,16 @@ def reading(rows: Sequence[dict[str, Any]], test_examples: int) -> list[str]:
                 None,
             )
             if twin is not None:
-                verdict = _compare(s["test_accuracy"], twin["test_accuracy"])
-                tallies[method].append(verdict)
-                parts.append(f"{verdict} {label} ({_pct(twin['test_accuracy'])})")
+                said = verdict(s["test_accuracy"], twin["test_accuracy"], tallies[method])
+                parts.append(f"{said} {label} ({_pct(twin['test_accuracy'])})")
         fixed = [
             r for r in ok if r["method"] == "fixed" and r["params"] <= SIZE_TOLERANCE * s["params"]
         ]
         if fixed:
             rival = max(fixed, key=lambda r: r["test_accuracy"])
-            verdict = _compare(s["test_accuracy"], rival["test_accuracy"])
-            tallies["fixed"].append(verdict)
+            said = verdict(s["test_accuracy"], rival["test_accuracy"], tallies["fixed"])
             parts.append(
-                f"{verdict} the best fixed rank of no more parameters "
+                f"{said} the best fixed rank of no more parameters "
                 f"(W {rival['rank_w']}, U {rival['rank_u']}, {rival['params']:,}: "
                 f"{_pct(rival['test_accuracy'])})"
             )
@@ -225,7 +247,8 @@ def reading(rows: Sequence[dict[str, Any]], test_examples: int) -> list[str]:
         "fixed": "fixed rank (same size or smaller)",
     }
     counts = [
-        f"{names[m]}: {v.count('beat')} won, {v.count('tied')} tied, {v.count('lost to')} lost"
+        f"{names[m]}: {v.count('beat')} won, {v.count('lost to')} lost, "
+        f"{v.count('tied') + v.count('within noise')} tied or within noise"
         for m, v in tallies.items()
         if v
     ]
@@ -240,8 +263,6 @@ def reading(rows: Sequence[dict[str, Any]], test_examples: int) -> list[str]:
         )
         lines.append(f"Pareto front (test accuracy against parameters): {by_method}.")
     if test_examples > 0 and ok:
-        typical = statistics.median(r["test_accuracy"] for r in ok)
-        noise = 2 * math.sqrt(max(typical * (1 - typical), 1 / test_examples) / test_examples)
         lines.append(
             f"Noise: the test split has {test_examples:,} examples (one example = "
             f"{100 / test_examples:.2f} points); differences under about {100 * noise:.1f} points "
