@@ -165,3 +165,13 @@ def test_evaluate_on_its_own_and_on_a_second_tree(speech_tree, tmp_path, capsys)
     with torch.no_grad():
         expected = (model(x).argmax(1) == y).float().mean().item()
     assert other["accuracy"] == pytest.approx(expected)
+
+
+def test_ties_in_validation_accuracy_keep_the_later_smaller_epoch(har_tree, tmp_path, monkeypatch):
+    import edge_str.training.trainer as trainer
+
+    monkeypatch.setattr(trainer, "accuracy", lambda *args, **kwargs: 0.5)  # every epoch ties
+    assert _train("har2", har_tree, tmp_path / "tie", "--epochs", "3") == 0
+    final = json.loads((tmp_path / "tie" / "final.json").read_text())
+    assert final["best_epoch"] == 3
+    assert torch.load(tmp_path / "tie" / "best.pt")["epoch"] == 2  # counted from 0

@@ -181,7 +181,8 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> dict[str, Any]:
             record.update(model_summary(model))
             history.append(record)
             eligible = controller is None or controller.reached_target()
-            if eligible and record["val_accuracy"] > best["val_accuracy"]:
+            # On a tie the later epoch wins: as thresholds rise it is the smaller model.
+            if eligible and record["val_accuracy"] >= best["val_accuracy"]:
                 best = {"val_accuracy": record["val_accuracy"], "epoch": epoch}
                 save_checkpoint(run_dir / BEST_CHECKPOINT, {"model": model.state_dict(), **best})
             save_checkpoint(
