@@ -52,7 +52,8 @@ for _path in (str(ROOT), str(HERE)):
     if _path not in sys.path:
         sys.path.insert(0, _path)
 
-from edge_str.atomic import write_json  # noqa: E402
+from reporting import report  # noqa: E402
+
 from edge_str.export import (  # noqa: E402
     PARITY_TOLERANCE,
     compact_fastgrnn,
@@ -537,11 +538,7 @@ def main(
         result = run(budget_s, features, synth_per_word)
     finally:
         torch.set_num_threads(threads)
-    print(table(result), flush=True)
-    if out_json is not None:
-        write_json(out_json, result)
-        print(f"wrote {out_json}")
-    return result
+    return report(result, table(result), out_json)
 
 
 if __name__ == "__main__":

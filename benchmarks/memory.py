@@ -34,8 +34,7 @@ for path in (str(ROOT), str(HERE)):
         sys.path.insert(0, path)
 
 import train_throughput as tt  # noqa: E402
-
-from edge_str.atomic import write_json  # noqa: E402
+from reporting import report  # noqa: E402
 
 MODELS = ("fastgrnn_str", "fastgrnn_str_torch", "fastgrnn_str_ref", "gru", "lstm")
 SHAPES = ("google12", "har2")
@@ -149,10 +148,7 @@ def table(results: dict) -> str:
 
 def main(out_json: Path | None = None, **kwargs) -> dict:
     results = run(**kwargs)
-    print(table(results), flush=True)
-    if out_json is not None:
-        write_json(out_json, results)
-    return results
+    return report(results, table(results), out_json)
 
 
 if __name__ == "__main__":

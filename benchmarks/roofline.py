@@ -34,8 +34,7 @@ for path in (str(ROOT), str(HERE)):
         sys.path.insert(0, path)
 
 import train_throughput as tt  # noqa: E402
-
-from edge_str.atomic import write_json  # noqa: E402
+from reporting import report  # noqa: E402
 
 PEAK_SIZE = 1024
 
@@ -190,10 +189,7 @@ def table(results: dict) -> str:
 
 def main(out_json: Path | None = None, *, throughput: dict | None = None, **kwargs) -> dict:
     results = run(throughput=throughput, **kwargs)
-    print(table(results), flush=True)
-    if out_json is not None:
-        write_json(out_json, results)
-    return results
+    return report(results, table(results), out_json)
 
 
 if __name__ == "__main__":

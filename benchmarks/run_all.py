@@ -35,8 +35,7 @@ import inference  # noqa: E402
 import memory  # noqa: E402
 import roofline  # noqa: E402
 import train_throughput  # noqa: E402
-
-from edge_str.atomic import write_json  # noqa: E402
+from reporting import report  # noqa: E402
 
 DEFAULT_OUT = HERE / "results.json"
 
@@ -96,11 +95,7 @@ def summary(results: dict) -> str:
 
 def main(out_json: Path | None = DEFAULT_OUT) -> dict:
     results = run()
-    print(summary(results), flush=True)
-    if out_json is not None:
-        write_json(out_json, results)
-        print(f"wrote {out_json}")
-    return results
+    return report(results, summary(results), out_json)
 
 
 if __name__ == "__main__":

@@ -40,8 +40,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from reporting import report  # noqa: E402
+
 from edge_str import fused_ext  # noqa: E402
-from edge_str.atomic import write_json  # noqa: E402
 from edge_str.fastgrnn import FastGRNNClassifier  # noqa: E402
 
 # name: (batch, steps, features, hidden, classes, (rank_w, rank_u) of the fixed model)
@@ -238,10 +239,7 @@ def table(results: dict) -> str:
 
 def main(out_json: Path | None = None, **kwargs) -> dict:
     results = run(**kwargs)
-    print(table(results), flush=True)
-    if out_json is not None:
-        write_json(out_json, results)
-    return results
+    return report(results, table(results), out_json)
 
 
 if __name__ == "__main__":
