@@ -11,6 +11,13 @@ One helper serves every matrix of every cell, in one of three modes:
   str    as fixed with r = min(m, n) at the start and STR on sigma
 After training, ``compact()`` drops the zeroed ranks and folds sigma in (a parametrization cannot
 change shape, so this is its own step).
+
+W1 and W2 are free parameters, so during training they drift from orthonormal and sigma stops
+being the singular values: the same matrix can hold its energy in a few directions while many
+sigmas stay large (measured: U with 50 sigmas above the threshold and 9 true singular values
+above it). ``restore_svd_form_()`` re-expresses the raw product W1·diag(sigma)·W2 as its SVD
+(orthonormal W1, W2), which the trainer does after every epoch, so that the threshold compares
+true singular values, as the method means.
 """
 
 from __future__ import annotations
@@ -112,6 +119,31 @@ class LowRankMatrix(nn.Module):
         """Multiply-accumulates of one x Wᵀ as trained (factored or dense, whichever is cheaper)."""
         m, n = self.out_features, self.in_features
         return m * n if self.mode == "dense" else min(self.rank * (m + n), m * n)
+
+    @torch.no_grad()
+    def restore_svd_form_(self) -> list[nn.Parameter]:
+        """Refactor the raw W1·diag(sigma)·W2 as its SVD U·diag(S)·Vᵀ; returns the parameters set.
+
+        The raw (pre-threshold) matrix is unchanged; what changes is that sigma = S are its
+        singular values again, so STR then computes U·diag(relu(S - exp(s)))·Vᵀ: singular value
+        soft-thresholding. A dense matrix has no factors and returns [].
+        """
+        if self.mode == "dense":
+            return []
+        raw_sigma = self.raw_sigma()  # (r,)
+        raw = (self.w1 * raw_sigma) @ self.w2  # (m, n), rank <= r
+        u, sv, vh = torch.linalg.svd(raw.double(), full_matrices=False)
+        r = self.rank
+        self.w1.copy_(u[:, :r])  # (m, r)
+        self.w2.copy_(vh[:r])  # (r, n)
+        raw_sigma.copy_(sv[:r])  # (r,), >= 0 and descending
+        return [self.w1, self.w2, raw_sigma]
+
+    def raw_sigma(self) -> nn.Parameter:
+        """sigma as trained, before the soft threshold."""
+        if parametrize.is_parametrized(self, "sigma"):
+            return self.parametrizations.sigma.original
+        return self.sigma
 
     @torch.no_grad()
     def compact(self) -> CompactMatrix:

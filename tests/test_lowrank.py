@@ -78,3 +78,48 @@ def test_dense_mode_and_bad_arguments():
         LowRankMatrix(4, 3, mode="sparse")
     with pytest.raises(ValueError, match="rank"):
         LowRankMatrix(4, 3, mode="fixed", rank=4)
+
+
+def _drift(matrix: LowRankMatrix, mix: torch.Tensor) -> None:
+    """Move W1 and W2 off orthonormal, as free training does."""
+    with torch.no_grad():
+        matrix.w1.copy_(matrix.w1 @ mix)
+        matrix.w2.copy_(mix.T @ matrix.w2)
+
+
+def test_restore_svd_form_keeps_the_raw_matrix_and_makes_sigma_its_singular_values():
+    torch.manual_seed(5)
+    matrix = LowRankMatrix(12, 8, mode="str", s_init=-30.0)
+    _drift(matrix, torch.eye(8) + 0.5 * torch.randn(8, 8))
+    raw = (matrix.w1 * matrix.raw_sigma()) @ matrix.w2
+    changed = matrix.restore_svd_form_()
+    assert len(changed) == 3 and changed[2] is matrix.raw_sigma()
+    assert torch.allclose((matrix.w1 * matrix.raw_sigma()) @ matrix.w2, raw, atol=1e-5)
+    assert torch.allclose(matrix.w1.T @ matrix.w1, torch.eye(8), atol=1e-5)
+    assert torch.allclose(matrix.w2 @ matrix.w2.T, torch.eye(8), atol=1e-5)
+    singular = torch.linalg.svdvals(raw.detach())
+    assert torch.allclose(matrix.raw_sigma().detach(), singular, atol=1e-5)
+
+
+def test_after_restoring_the_threshold_counts_true_singular_values():
+    # Drifted factors hide a rank-2 matrix behind 8 large sigmas; in SVD form the threshold
+    # keeps exactly the 2 true singular values above it.
+    torch.manual_seed(6)
+    matrix = LowRankMatrix(10, 8, mode="str", s_init=-30.0)
+    with torch.no_grad():
+        matrix.raw_sigma().copy_(torch.tensor([3.0, 2.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]))
+        # every direction past the second is the same, with alternating sign: they cancel
+        matrix.w1[:, 2:] = matrix.w1[:, 2:3]
+        matrix.w2[2:] = matrix.w2[2:3] * torch.tensor([1.0, -1.0] * 3)[:, None]
+    _set_threshold(matrix, 0.5)
+    assert matrix.effective_rank() == 8
+    matrix.restore_svd_form_()
+    assert matrix.effective_rank() == 2
+    assert torch.linalg.matrix_rank(matrix.matrix().detach()) == 2
+
+
+def test_restore_svd_form_leaves_a_dense_matrix_alone():
+    matrix = LowRankMatrix(4, 3, mode="dense")
+    before = matrix.weight.detach().clone()
+    assert matrix.restore_svd_form_() == []
+    assert torch.equal(matrix.weight, before)

@@ -175,3 +175,42 @@ def test_ties_in_validation_accuracy_keep_the_later_smaller_epoch(har_tree, tmp_
     final = json.loads((tmp_path / "tie" / "final.json").read_text())
     assert final["best_epoch"] == 3
     assert torch.load(tmp_path / "tie" / "best.pt")["epoch"] == 2  # counted from 0
+
+
+def _factors(run):
+    _, model = load_trained_model(run, checkpoint="last.pt")
+    return model.rnn.cell.U
+
+
+@pytest.mark.parametrize("svd_each_epoch", [True, False])
+def test_str_matrices_end_every_epoch_in_svd_form(svd_each_epoch, har_tree, tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text(f"model:\n  svd_each_epoch: {str(svd_each_epoch).lower()}\n")
+    assert _train("har2", har_tree, tmp_path / "r", "--config", str(config)) == 0
+    u = _factors(tmp_path / "r")
+    gram = u.w1.T @ u.w1  # identity exactly when W1 has orthonormal columns
+    orthonormal = torch.allclose(gram, torch.eye(gram.shape[0]), atol=1e-4)
+    assert orthonormal == svd_each_epoch
+    sigma = u.raw_sigma().detach()
+    singular = torch.linalg.svdvals((u.w1 * sigma) @ u.w2).detach()
+    assert torch.allclose(sigma, singular, atol=1e-4) == svd_each_epoch
+
+
+def test_restoring_svd_form_drops_the_optimizer_moments_of_the_factors():
+    from edge_str import LowRankMatrix
+    from edge_str.config import OptimConfig
+    from edge_str.training.optim import build_optimizer, restore_svd_forms
+
+    model = torch.nn.ModuleList(
+        [LowRankMatrix(6, 4, mode="str", s_init=-5.0), LowRankMatrix(6, 4, mode="fixed", rank=2)]
+    )
+    optimizer = build_optimizer(model, OptimConfig())
+    sum(m(torch.randn(3, 4)).square().sum() for m in model).backward()
+    optimizer.step()
+    assert len(optimizer.state) == 7  # W1, sigma, W2, s of the STR matrix; W1, sigma, W2
+    assert restore_svd_forms(model, optimizer) == 1  # fixed rank has no threshold to help
+    kept = {id(p) for p in optimizer.state}
+    assert kept == {
+        id(model[0].parametrizations.sigma[0].s),
+        *(id(p) for p in model[1].parameters()),
+    }

@@ -4,6 +4,9 @@ STR objective (Kusupati et al., ICML 2020, eq. 3): L(S_g(W, s)) + mu * sum_l (||
 the same decay mu on weights and thresholds. PyTorch's coupled ``weight_decay=mu`` adds mu·w to
 each gradient, i.e. the penalty (mu/2)(||W||^2 + s^2). Groups are found by type (the STR
 parametrization's ``s``), never by parameter-name substrings.
+
+W1·diag(sigma)·W2 with free factors drifts from SVD form; ``restore_svd_forms`` puts it back
+between epochs so the threshold on sigma thresholds true singular values.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import torch
 from torch import nn
 
 from edge_str.config import OptimConfig
+from edge_str.lowrank import LowRankMatrix
 from edge_str.parametrization import threshold_parameters
 
 
@@ -27,6 +31,22 @@ def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer
     if thresholds:
         groups.append({"params": thresholds, "weight_decay": threshold_decay, "name": "thresholds"})
     return torch.optim.Adam(groups, lr=cfg.lr)
+
+
+@torch.no_grad()
+def restore_svd_forms(model: nn.Module, optimizer: torch.optim.Optimizer) -> int:
+    """Put every STR low-rank matrix back into SVD form; returns how many were refactored.
+
+    Adam's moments of W1, W2 and sigma refer to the old coordinates, so they are dropped and
+    rebuilt from the next step on.
+    """
+    refactored = 0
+    for module in model.modules():
+        if isinstance(module, LowRankMatrix) and module.mode == "str":
+            for parameter in module.restore_svd_form_():
+                optimizer.state.pop(parameter, None)
+            refactored += 1
+    return refactored
 
 
 def build_scheduler(

@@ -43,7 +43,7 @@ from edge_str.run import (
     save_run_info,
 )
 from edge_str.training.evaluation import accuracy
-from edge_str.training.optim import build_optimizer, build_scheduler
+from edge_str.training.optim import build_optimizer, build_scheduler, restore_svd_forms
 from edge_str.training.summary import format_summary, model_summary
 
 # Fields of a metrics record that measure the machine, not the training: excluded when
@@ -174,6 +174,8 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> dict[str, Any]:
             record = _train_epoch(
                 model, data, cfg, epoch, steps, optimizer, loss_fn, device, controller
             )
+            if cfg.model.svd_each_epoch:
+                restore_svd_forms(model, optimizer)
             scheduler.step()
             record["val_accuracy"] = accuracy(model, x_val, y_val, device=str(device))
             if controller is not None:
