@@ -34,9 +34,9 @@ def test_inference_benchmark_smoke(tmp_path, capsys):
     models = result["models"]
     assert models["fastgrnn_compact"]["ranks"] == {"W": "8/32", "U": "20/100"}
     assert 0.45 < models["fastgrnn_half"]["macs_ratio_vs_dense"] < 0.55
-    assert models["fastgrnn_compact"]["nodes_per_step"] == 11
-    assert models["fastgrnn_dense"]["nodes_per_step"] == 10
-    assert models["fastgrnn_compact"]["scan_body_nodes"] == 11
+    assert models["fastgrnn_compact"]["nodes_per_step"] == 10
+    assert models["fastgrnn_dense"]["nodes_per_step"] == 9
+    assert models["fastgrnn_compact"]["scan_body_nodes"] == 10
     assert "GRU" in result["gru"]["op_types"]
     assert set(result["targets"]) == {"half_macs_latency_vs_dense", "batch1_latency_vs_onnx_gru"}
     assert result["features"] is None

@@ -69,14 +69,18 @@ def test_dense_models_compact_to_dense_matrices():
 
 
 def test_step_module_over_a_sequence_equals_the_sequence_module():
-    compact, _ = compact_fastgrnn(_model(2, 3))
+    model = _model(2, 3)
+    compact, _ = compact_fastgrnn(model)
     step = CompactFastGRNNStep(compact)
     x = _x(4)
-    h = torch.zeros(4, H)
+    s = torch.zeros(4, H)
     with torch.no_grad():
         for t in range(T):
-            h, logits = step(x[:, t], h)
+            s, logits = step(x[:, t], s)
         torch.testing.assert_close(logits, compact(x), atol=1e-6, rtol=1e-6)
+        # the carried state is FastGRNN's h rescaled: h = sigmoid(zeta) s = state_scale s
+        h = model.rnn(model.normalizer(x))
+    torch.testing.assert_close(compact.state_scale * s, h, atol=1e-6, rtol=1e-5)
 
 
 def test_compaction_leaves_the_original_model_untouched():

@@ -262,15 +262,16 @@ def test_fully_pruned_w_leaves_the_graph(trained_state, heldout, tmp_path):
 @pytest.mark.parametrize(
     ("w", "u", "per_step"),
     [
-        (3, 5, 11),  # U factored: two thin products (h Uᵀ = (h Rᵀ) Lᵀ)
-        (3, 16, 10),  # U stored dense (16 ranks: factors not smaller): one product
-        (None, None, 10),  # every rank kept: W and U dense
+        (3, 5, 10),  # U factored: two thin products (s Uᵀ = (s Rᵀ) Lᵀ); was 11
+        (3, 16, 9),  # U stored dense (16 ranks: factors not smaller): one product; was 10
+        (None, None, 9),  # every rank kept: W and U dense; was 10
     ],
 )
 def test_nodes_per_step_are_bounded(trained_state, heldout, tmp_path, w, u, per_step):
     """At batch 1 onnxruntime's time is per-node overhead x nodes, so the step stays small:
     b_z is folded into the one input product, b_h enters as b_h - b_z on the gate's
-    pre-activation, and the steps come from one Flatten + Split with no Squeeze per step."""
+    pre-activation, the steps come from one Flatten + Split with no Squeeze per step, and the
+    state is h / sigmoid(zeta), so the update is z ⊙ (s - h~) + κ h~ (4 nodes, not 5)."""
     model = _model(trained_state, w=w, u=u)
     assert graph_nodes_per_step(model) == per_step
     report = export_model(model, tmp_path / "n.onnx", heldout[0][:32], streaming=True)
@@ -283,7 +284,7 @@ def test_nodes_per_step_are_bounded(trained_state, heldout, tmp_path, w, u, per_
     # step (no U h and no z ⊙ h), then STEPS - 1 steps
     w_products = 1 if report["ranks"]["W"]["stored_as"] == "dense" else 2
     fixed = 2 + w_products + 1 + 2 + 2
-    first_step = 6  # Sigmoid, Add, Tanh, Mul, Sub, Mul: no U h and no z ⊙ h
+    first_step = 5  # Sigmoid, Add, Tanh, Sub, Mul: (κ - z) ⊙ h~, no U s and no z ⊙ s
     assert len(graph.node) == fixed + first_step + (STEPS - 1) * per_step
     assert report["graph_nodes"] == len(graph.node)
     # the bias of the update path is stored once, as b_h - b_z
@@ -292,6 +293,10 @@ def test_nodes_per_step_are_bounded(trained_state, heldout, tmp_path, w, u, per_
     expected = (cell.bias_update - cell.bias_gate).detach().numpy()
     np.testing.assert_array_equal(inits["bias_delta"], expected)
     assert "bias_update" not in inits
+    # the state is s = h / ζ: κ = 1 + sigmoid(nu) / ζ is the update's one scalar
+    zeta, nu = torch.sigmoid(cell.zeta).item(), torch.sigmoid(cell.nu).item()
+    np.testing.assert_allclose(inits["kappa"], [1 + nu / zeta], rtol=1e-6)
+    assert report["streaming"]["state_scale"] == pytest.approx(zeta)
     assert report["max_abs_diff"] <= PARITY_TOLERANCE
     assert report["streaming"]["max_abs_diff"] <= PARITY_TOLERANCE
 

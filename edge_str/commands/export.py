@@ -48,7 +48,10 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--streaming",
         action="store_true",
-        help="FastGRNN: also write FILE.step.onnx, one frame per call, (x_t, h) -> (h', logits)",
+        help=(
+            "FastGRNN: also write FILE.step.onnx, one frame per call, (x_t, h) -> (h_next, "
+            "logits); the state starts at 0 and is h / sigmoid(zeta) (state_scale in FILE.json)"
+        ),
     )
     parser.add_argument(
         "--opset",

@@ -9,23 +9,22 @@ FastGRNN (Kusupati et al., NeurIPS 2018) with W and U low rank and their ranks l
 Weights are stored pre-transposed so each product is one plain MatMul on a named initializer.
 
 The modules here hold only plain tensors (no parametrization, no STR) and compute, for raw
-features x (B, T, F):
+features x (B, T, F), with the state kept rescaled as s = h / sigmoid(zeta) (exact algebra):
   x̂    = (x - mean) / std                          training-split statistics, in the graph
   Pz   = x̂ Wᵀ + b_z                                (B, T, H), all steps in one product
-  pre_z = Pz_t + h Uᵀ;  pre_h = pre_z + (b_h - b_z)
+  pre_z = Pz_t + s (ζ U)ᵀ;  pre_h = pre_z + (b_h - b_z)      ζ = sigmoid(zeta), folded into U
   z    = sigmoid(pre_z);  h~ = tanh(pre_h)
-  h'   = z ⊙ h + (sigmoid(zeta) (1 - z) + sigmoid(nu)) ⊙ h~
-  logits = h_T Whᵀ + b
-which is FastGRNN's W x_t + U h + b_z and W x_t + U h + b_h with b_z added once, to the input
-product of all steps, instead of in every step. At batch 1 onnxruntime's time for this graph is
-mostly per-node overhead (~0.3 us an elementwise node, ~1 us a small MatMul), so every node
-taken out of the step counts T times. Pz is flattened to (B, T·H) and split into T (B, H)
-slices by one Split (no Squeeze per step), and h Uᵀ + Pz_t is one Add right after the product,
-which onnxruntime fuses with it into one Gemm.
-sigmoid(zeta) and sigmoid(nu) are precomputed (the same float32 ops torch runs), and the
-coefficient is evaluated as (sigmoid(zeta) + sigmoid(nu)) - sigmoid(zeta) ⊙ z: the same value
-to rounding, one node fewer per step. Per step the sequence graph has 10 nodes with U stored
-dense and 11 with U factored (12 and 13 with the biases added per step and a Squeeze per slice).
+  s'   = z ⊙ (s - h~) + κ h~,  κ = 1 + sigmoid(nu) / ζ       (s_0 = 0: s_1 = (κ - z) ⊙ h~)
+  logits = s_T (ζ Wh)ᵀ + b                          ζ folded into the head
+which is FastGRNN's step: with h = ζ s, U h = (ζ U) s, and h' / ζ = z ⊙ h / ζ + ((1 - z) +
+sigmoid(nu) / ζ) ⊙ h~ = z ⊙ (s - h~) + κ h~. b_z is added once, to the input product of all
+steps, instead of in every step. At batch 1 onnxruntime's time for this graph is mostly
+per-node overhead (~0.25-0.3 us an elementwise node on (1, 100), ~0.7-1 us a small MatMul or
+Gemm whatever its size), so every node taken out of the step counts T times. Pz is flattened to
+(B, T·H) and split into T (B, H) slices by one Split (no Squeeze per step), and s (ζU)ᵀ + Pz_t
+is one Add right after the product, which onnxruntime fuses with it into one Gemm. Per step the
+sequence graph has 9 nodes with U stored dense and 10 with U factored: the update is 4 nodes
+(s - h~, z ⊙ ., κ h~, the sum) where the h form z ⊙ h + ((ζ + ν) - ζ z) ⊙ h~ took 5.
 """
 
 from __future__ import annotations
@@ -44,16 +43,17 @@ from edge_str.parametrization import bake_str, str_parametrizations
 class CompactProjection(nn.Module):
     """x (..., n) -> x Wᵀ (..., m) for a compacted W; ``None`` stands for the zero term."""
 
-    def __init__(self, matrix: CompactMatrix) -> None:
+    def __init__(self, matrix: CompactMatrix, output_scale: float = 1.0) -> None:
+        """``output_scale`` c stores c·W instead of W (folded into the left factor)."""
         super().__init__()
         self.kind = matrix.kind
         self.out_features, self.in_features = matrix.out_features, matrix.in_features
         if matrix.kind == "factored":
             # x Wᵀ = (x Rᵀ) Lᵀ: Rᵀ (n, k) then Lᵀ (k, m); k is the number of surviving ranks.
             self.right_t = nn.Parameter(matrix.right.detach().T.contiguous().clone())
-            self.left_t = nn.Parameter(matrix.left.detach().T.contiguous().clone())
+            self.left_t = nn.Parameter(output_scale * matrix.left.detach().T.contiguous())
         elif matrix.kind == "dense":
-            self.weight_t = nn.Parameter(matrix.weight.detach().T.contiguous().clone())  # (n, m)
+            self.weight_t = nn.Parameter(output_scale * matrix.weight.detach().T.contiguous())
 
     @property
     def rank(self) -> int:
@@ -105,15 +105,18 @@ class CompactFastGRNN(nn.Module):
         self.full_ranks = {"W": cell.W.full_rank, "U": cell.U.full_rank}
         self.register_buffer("mean", _plain(model.normalizer.mean))  # (F,)
         self.register_buffer("std", _plain(model.normalizer.std))  # (F,)
+        # The state is s = h / ζ: ζ = sigmoid(zeta) scales U and the head instead (see top).
+        zeta_gate = torch.sigmoid(_plain(cell.zeta))  # ζ (1,)
+        scale = float(zeta_gate)
+        self.register_buffer("state_scale", zeta_gate)  # h = ζ s (not in the graphs)
+        self.register_buffer("kappa", 1 + torch.sigmoid(_plain(cell.nu)) / zeta_gate)  # κ (1,)
         self.W = CompactProjection(cell.W.compact())  # (F) -> (H)
-        self.U = CompactProjection(cell.U.compact())  # (H) -> (H)
+        self.U = CompactProjection(cell.U.compact(), output_scale=scale)  # s -> ζ U s
         self.bias_gate = nn.Parameter(_plain(cell.bias_gate))  # b_z (H,)
         # b_h enters as b_h - b_z on top of pre_z (b_h itself is not stored in the graphs).
         self.bias_delta = nn.Parameter(_plain(cell.bias_update) - _plain(cell.bias_gate))  # (H,)
-        zeta_gate = torch.sigmoid(_plain(cell.zeta))  # (1,)
-        self.register_buffer("zeta_gate", zeta_gate)
-        self.register_buffer("coef_base", zeta_gate + torch.sigmoid(_plain(cell.nu)))  # (1,)
-        self.head_weight_t = nn.Parameter(_plain(model.head.weight).T.contiguous())  # (H, C)
+        # (H, C): s (ζ Wh)ᵀ = h Whᵀ
+        self.head_weight_t = nn.Parameter(scale * _plain(model.head.weight).T.contiguous())
         self.head_bias = nn.Parameter(_plain(model.head.bias))  # (C,)
 
     @property
@@ -128,22 +131,23 @@ class CompactFastGRNN(nn.Module):
         wx = self.W(self.normalize(x))
         return self.bias_gate if wx is None else wx + self.bias_gate
 
-    def update(self, pz_t: torch.Tensor, h: torch.Tensor | None) -> torch.Tensor:
-        """One FastGRNN step from Pz_t = W x_t + b_z (B, H) and h (B, H).
+    def update(self, pz_t: torch.Tensor, s: torch.Tensor | None) -> torch.Tensor:
+        """One FastGRNN step on the rescaled state: s' from Pz_t = W x_t + b_z and s = h / ζ.
 
-        h = None is the zero initial state: U h and z ⊙ h vanish exactly, so they are skipped.
+        s = None is the zero initial state: U s and z ⊙ s vanish exactly, so they are skipped.
         A zero-rank U contributes no product at all. Pz_t is (H,) when W has rank 0 (the
-        batch dimension then comes from h, or is added at the end).
+        batch dimension then comes from s, or is added at the end).
         """
-        uh = None if h is None else self.U(h)
-        pre_z = pz_t if uh is None else uh + pz_t  # onnxruntime fuses product + Add: one Gemm
+        us = None if s is None else self.U(s)  # s (ζU)ᵀ = h Uᵀ
+        pre_z = pz_t if us is None else us + pz_t  # onnxruntime fuses product + Add: one Gemm
         z = torch.sigmoid(pre_z)
         h_tilde = torch.tanh(pre_z + self.bias_delta)  # W x_t + U h + b_h
-        coef = self.coef_base - self.zeta_gate * z  # sigmoid(zeta)(1 - z) + sigmoid(nu)
-        return coef * h_tilde if h is None else z * h + coef * h_tilde
+        if s is None:
+            return (self.kappa - z) * h_tilde  # s_1 = z ⊙ (0 - h~) + κ h~
+        return z * (s - h_tilde) + self.kappa * h_tilde  # s' = h' / ζ
 
-    def classify(self, h: torch.Tensor) -> torch.Tensor:
-        return h @ self.head_weight_t + self.head_bias  # (B, C)
+    def classify(self, s: torch.Tensor) -> torch.Tensor:
+        return s @ self.head_weight_t + self.head_bias  # s (ζ Wh)ᵀ + b = h Whᵀ + b: (B, C)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Raw features x (B, T, F) -> logits (B, C)."""
@@ -153,10 +157,10 @@ class CompactFastGRNN(nn.Module):
             pz_steps = [pz] * steps
         else:  # (B, T·H) split into T slices (B, H): one Flatten and one Split, no Squeeze
             pz_steps = pz.flatten(1).split(self.hidden_size, dim=1)
-        h = None
+        s = None
         for t in range(steps):
-            h = self.update(pz_steps[t], h)
-        logits = self.classify(h)
+            s = self.update(pz_steps[t], s)
+        logits = self.classify(s)
         if self.W.kind == "zero":  # the logits do not depend on x; give them its batch
             # dimension. (`expand(B, C)` would export Equal/Where for its -1 handling; adding a
             # zero-filled (B, 1) broadcasts with Shape/ConstantOfShape/Add only.)
@@ -165,20 +169,22 @@ class CompactFastGRNN(nn.Module):
 
 
 class CompactFastGRNNStep(nn.Module):
-    """One frame for streaming: x_t (B, F), h (B, H) -> (h' (B, H), logits (B, C)).
+    """One frame for streaming: x_t (B, F), s (B, H) -> (s' (B, H), logits (B, C)).
 
-    Start from h = 0 and feed h' back each frame; after the last frame the logits equal the
-    sequence graph's. Shares its tensors with the ``CompactFastGRNN`` it wraps.
+    The state it carries is s = h / sigmoid(zeta) (FastGRNN's h times ``1 / state_scale``; see
+    the top of this module): start from s = 0 and feed s' back each frame; after the last frame
+    the logits equal the sequence graph's. Shares its tensors with the ``CompactFastGRNN`` it
+    wraps.
     """
 
     def __init__(self, compact: CompactFastGRNN) -> None:
         super().__init__()
         self.net = compact
 
-    def forward(self, x_t: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x_t: torch.Tensor, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         net = self.net
-        h_new = net.update(net.gate_input(x_t), h)
-        return h_new, net.classify(h_new)
+        s_new = net.update(net.gate_input(x_t), s)
+        return s_new, net.classify(s_new)
 
 
 @dataclass

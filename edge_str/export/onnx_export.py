@@ -14,11 +14,14 @@ a second where the dynamo exporter takes ~15 s for the 99-step unrolled graph. I
 shape repair before quantization.
 
 Files: FILE.onnx (sequence graph), FILE.step.onnx (``--streaming``), FILE.int8.onnx (``--int8``;
-with ``--streaming`` also FILE.step.int8.onnx) and FILE.json (the report). Every file is written
+with ``--streaming`` also FILE.step.int8.onnx) and FILE.json (the report). The step graph's
+state ("h" in, "h_next" out) is FastGRNN's h divided by sigmoid(zeta) (see ``compact_model``):
+a device starts it at 0 and feeds it back; h = state_scale x state (``state_scale`` in the
+report's "streaming" part). Every file is written
 under a temporary name and renamed into place only after all checks passed.
 
 Size note: the sequence graph is unrolled (see ``CompactFastGRNN``), so its file holds T copies of
-the step's 10-11 nodes (``graph_nodes_per_step``) besides the weights (stored once). The int8
+the step's 9-10 nodes (``graph_nodes_per_step``) besides the weights (stored once). The int8
 files store every matrix as int8 plus one DequantizeLinear (weight-only quantization), so they
 are always smaller than the float ones; ``onnxruntime.quantization.quantize_dynamic`` was not
 used because it adds ~4 nodes to every product of every step and made the 99-step file larger
@@ -294,6 +297,7 @@ def export_model(
                     np.abs(stream_logits - onnx_logits[:n]).max()
                 ),
                 "batch": batch,
+                "state_scale": float(compact.state_scale),  # h = state_scale * state
                 "graph_nodes": len(step.graph.node),
                 "op_types": sorted(op_types(step)),
             }

@@ -5,14 +5,14 @@ Same tensors (same initializer names) and the same ops per step as the unrolled 
 TorchScript exporter writes from ``CompactFastGRNN`` (see there for the formulas):
 
   x̂ = (x - mean) / std;  Pz = x̂ Wᵀ + b_z                      (B, T, H), once
-  h_1 = first step on Pz[:, 0] (state 0: no U h, no z ⊙ h)
-  Scan over Pz[:, 1:] along axis 1, state h (B, H), body = one step:
-      pre_z = h Uᵀ + Pz_t;  z = sigmoid(pre_z);  h~ = tanh(pre_z + (b_h - b_z))
-      h' = z ⊙ h + ((sigmoid(zeta) + sigmoid(nu)) - sigmoid(zeta) ⊙ z) ⊙ h~
-  logits = h_T Whᵀ + b
+  s_1 = first step on Pz[:, 0] (state 0: no U s, no z ⊙ s): (κ - z) ⊙ h~
+  Scan over Pz[:, 1:] along axis 1, state s = h / sigmoid(zeta) (B, H), body = one step:
+      pre_z = s (ζU)ᵀ + Pz_t;  z = sigmoid(pre_z);  h~ = tanh(pre_z + (b_h - b_z))
+      s' = z ⊙ (s - h~) + κ h~,  κ = 1 + sigmoid(nu) / sigmoid(zeta)
+  logits = s_T (ζ Wh)ᵀ + b
 
 Why it exists, and why it is not the default: at batch 1 onnxruntime runs this graph faster
-than the unrolled one (0.65-0.85x the time on a 2-core x86 machine: the loop body is 10-11
+than the unrolled one (0.65-0.85x the time on a 2-core x86 machine: the loop body is 9-10
 nodes that stay hot in cache, against ~1,000 distinct nodes), and the file does not grow with
 T. At batch 100 it is 3-10% slower (benchmarks/inference.py), and microcontroller toolchains
 (TFLite-Micro via onnx2tf, STM32Cube.AI, CMSIS-NN code generators) handle Scan's subgraph
@@ -64,14 +64,14 @@ class _Builder:
             return self.op("MatMul", inner, self.init(f"{name}.left_t", proj.left_t))
         return None
 
-    def update(self, pre_z: str, h: str | None, out: str | None = None) -> str:
-        """h' from pre_z = W x_t + U h + b_z (the same nodes, in the same order, as unrolled)."""
+    def update(self, pre_z: str, s: str | None, out: str | None = None) -> str:
+        """s' from pre_z = W x_t + U h + b_z (the same nodes, in the same order, as unrolled)."""
         z = self.op("Sigmoid", pre_z)
         h_tilde = self.op("Tanh", self.op("Add", pre_z, "bias_delta"))
-        coef = self.op("Sub", "coef_base", self.op("Mul", "zeta_gate", z))
-        if h is None:
-            return self.op("Mul", coef, h_tilde, out=out)
-        return self.op("Add", self.op("Mul", z, h), self.op("Mul", coef, h_tilde), out=out)
+        if s is None:  # s_1 = (κ - z) ⊙ h~
+            return self.op("Mul", self.op("Sub", "kappa", z), h_tilde, out=out)
+        gated = self.op("Mul", z, self.op("Sub", s, h_tilde))  # z ⊙ (s - h~)
+        return self.op("Add", gated, self.op("Mul", "kappa", h_tilde), out=out)
 
 
 def scan_sequence_graph(
@@ -89,34 +89,34 @@ def scan_sequence_graph(
     hidden = compact.hidden_size
     inits: dict[str, np.ndarray] = {}
     g = _Builder("_", inits)
-    for name in ("mean", "std", "bias_gate", "bias_delta", "zeta_gate", "coef_base"):
+    for name in ("mean", "std", "bias_gate", "bias_delta", "kappa"):
         g.init(name, getattr(compact, name))
     x_hat = g.op("Div", g.op("Sub", INPUT, "mean"), "std")
     pz = g.op("Add", g.product(x_hat, compact.W, "W"), "bias_gate")  # (B, T, H)
     first = g.op("Gather", pz, g.init("const0", np.array(0, np.int64)), axis=1)  # (B, H)
-    h = g.update(first, None)
+    s = g.update(first, None)
     if steps > 1:
         one = g.init("const1", np.array([1], np.int64))
         end = g.init("const2", np.array([steps], np.int64))
         rest = g.op("Slice", pz, one, end, one)  # (B, T - 1, H)
         body = _Builder("_b", inits)
-        uh = body.product("h", compact.U, "U")
-        pre_z = "pz_t" if uh is None else body.op("Add", uh, "pz_t")
-        body.update(pre_z, "h", out="h_next")
+        us = body.product("s", compact.U, "U")  # s (ζU)ᵀ
+        pre_z = "pz_t" if us is None else body.op("Add", us, "pz_t")
+        body.update(pre_z, "s", out="s_next")
         dims = ["batch" if batch is None else batch, hidden]
         body_graph = helper.make_graph(
             body.nodes,
             "fastgrnn_step",
             [
-                helper.make_tensor_value_info("h", onnx.TensorProto.FLOAT, dims),
+                helper.make_tensor_value_info("s", onnx.TensorProto.FLOAT, dims),
                 helper.make_tensor_value_info("pz_t", onnx.TensorProto.FLOAT, dims),
             ],
-            [helper.make_tensor_value_info("h_next", onnx.TensorProto.FLOAT, dims)],
+            [helper.make_tensor_value_info("s_next", onnx.TensorProto.FLOAT, dims)],
         )
-        h = g.op("Scan", h, rest, body=body_graph, num_scan_inputs=1, scan_input_axes=[1])
+        s = g.op("Scan", s, rest, body=body_graph, num_scan_inputs=1, scan_input_axes=[1])
     g.op(
         "Add",
-        g.op("MatMul", h, g.init("head_weight_t", compact.head_weight_t)),
+        g.op("MatMul", s, g.init("head_weight_t", compact.head_weight_t)),
         g.init("head_bias", compact.head_bias),
         out=OUTPUT,
     )
