@@ -104,29 +104,28 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-# Presets per task, measured on the demo data of `edge-str data synth` (20 epochs, seed 0).
-# Adam moves s by at most ~lr per step and these runs have ~200 steps, so s_init must start near
-# the sigmas it is to prune; mu then sets how far the sigmas decay under it.
-# * har2: with s_init -1 the kept U ranks spread over 8 .. 37 of 80 for mu 1e-2 .. 1e-3; W (9
-#   ranks, sigmas ~1.5) stays full. mu >= 3e-2 costs accuracy (89%) without smaller ranks.
-# * google12: learning starts after a ~6-epoch plateau; any mu >= 1e-3 prunes and decays
-#   during it and the model never takes off (2e-3: 22%, 4e-3: 17% against dense 63%), so the
-#   grid stays at 1e-4 .. 1e-3: U keeps 73 .. 56 of 100 ranks (test 72% .. 46%), W stays full.
-#   A 100x100 matrix of rank >= 50 is stored dense, so none of these runs is smaller than dense.
+# Presets per task, measured on the demo data of `edge-str data synth` (20 epochs, seed 0), with
+# the trainer's SVD form (sigma = true singular values). Adam moves s by at most ~lr per step and
+# these runs have ~200 steps, so s_init must start near the sigmas it is to prune; mu then sets
+# how far the sigmas decay under it.
+# * har2: with s_init -2, mu 1e-4 .. 1e-2 spreads the learned ranks over W 9 .. 3, U 23 .. 2 of
+#   (9, 80); the fixed-rank grid spans the same sizes.
+# * google12: mu 1e-4 .. 1e-3 gives W 30 .. 6 of 32 and U 37 .. 4 of 100; at 3e-3 the ranks
+#   collapse (W 3, U 1) before the model learns (22% against dense 65%).
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "har2": {
         "full": {
-            "fixed_ranks": [[3, 4], [9, 4], [9, 8], [9, 16], [9, 32]],
-            "str_weight_decays": [1e-3, 2e-3, 3e-3, 5e-3, 1e-2],
-            "str_s_init": -1.0,
+            "fixed_ranks": [[3, 2], [6, 2], [9, 4], [9, 8], [9, 16]],
+            "str_weight_decays": [1e-4, 3e-4, 1e-3, 3e-3, 1e-2],
+            "str_s_init": -2.0,
             "finetune_epochs": 5,
             "finetune_lr": 3e-3,
             "epochs": 20,
         },
         "quick": {
-            "fixed_ranks": [[9, 8], [9, 24]],
-            "str_weight_decays": [1e-3, 1e-2],
-            "str_s_init": -1.0,
+            "fixed_ranks": [[9, 4], [9, 16]],
+            "str_weight_decays": [3e-4, 3e-3],
+            "str_s_init": -2.0,
             "finetune_epochs": 3,
             "finetune_lr": 3e-3,
             "epochs": 10,
@@ -134,7 +133,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     },
     "google12": {
         "full": {
-            "fixed_ranks": [[8, 8], [16, 25], [32, 16], [32, 32], [32, 50]],
+            "fixed_ranks": [[8, 8], [16, 16], [16, 25], [32, 16], [32, 50]],
             "str_weight_decays": [1e-4, 3e-4, 6e-4, 1e-3],
             "str_s_init": -2.0,
             "finetune_epochs": 5,
@@ -143,7 +142,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         },
         "quick": {
             "fixed_ranks": [[16, 25], [32, 50]],
-            "str_weight_decays": [3e-4, 1e-3],
+            "str_weight_decays": [1e-4, 1e-3],
             "str_s_init": -2.0,
             "finetune_epochs": 3,
             "finetune_lr": 3e-3,
