@@ -2,19 +2,24 @@
 
     python benchmarks/cnn_budget_study.py [--task digits] [--model resnet --depth 10 --width 0.25]
         [--epochs 30] [--weight-decay 2e-3] [--cnn-s-init -6] [--seeds 0 1 2]
+        [--optimizer adam|sgd] [--lr LR] [--sparsify-first-last]
         [--out runs/budget_study] [--json results.json]
     python benchmarks/cnn_budget_study.py --task google12 --data /tmp/g12 --model dscnn --width 0.5
 
-For each seed, four runs through ``edge-str train`` with the same task, model, epochs and
+For each seed, five runs through ``edge-str train`` with the same task, model, epochs and
 optimizer settings (STR paper, sec. 5.1 and Fig. 2/3 -- "STR's budget with GMP"):
 
     dense        no sparsity
     str          STR, one learned threshold per layer: the budget is whatever STR learns
     gmp-uniform  GMP (Zhu & Gupta 2017) with the same target in every sparsified layer, set to
                  STR's sparsity over the sparsified layers, so the overall sparsity matches STR's
+    gmp-uniform-flops
+                 GMP with the same target in every sparsified layer, set so that its MACs match
+                 STR's (the issue's "beat its accuracy at the same FLOPs")
     gmp-budget   GMP with STR's per-layer sparsities as targets (``--budget-from`` the STR run)
 
-First and last layers stay dense in all of them (the package default). Prints a Markdown table
+First and last layers stay dense in all of them (the package default) unless
+``--sparsify-first-last``. Prints a Markdown table
 (mean and spread over seeds of sparsity, MACs, test accuracy) and the exact commands, and writes
 every run's figures as JSON. Runs on one intra-op thread (small models: fastest on a busy CPU).
 """
@@ -31,7 +36,7 @@ from typing import Any
 
 import torch
 
-METHODS = ("dense", "str", "gmp-uniform", "gmp-budget")
+METHODS = ("dense", "str", "gmp-uniform", "gmp-uniform-flops", "gmp-budget")
 
 
 def train_args(args: argparse.Namespace, seed: int, out: Path) -> list[str]:
@@ -46,7 +51,25 @@ def train_args(args: argparse.Namespace, seed: int, out: Path) -> list[str]:
         common += ["--lr", str(args.lr)]
     if args.batch_size is not None:
         common += ["--batch-size", str(args.batch_size)]
+    if args.optimizer is not None:
+        common += ["--optimizer", args.optimizer]
+    if args.sparsify_first_last:
+        common += ["--sparsify-first-last"]
     return common
+
+
+def flops_matched_target(final: dict[str, Any]) -> float:
+    """The one per-layer sparsity whose MACs equal those of the run ``final`` describes.
+
+    MACs = fixed + (1 - s) * sum of the sparsified layers' dense MACs, where fixed is the MACs
+    of the layers left dense (first/last); solved for s. A layer's sparse MACs scale with its
+    density (``edge_str.cnn.flops``), so a uniform s gives these MACs up to rounding.
+    """
+    layers = final["budget"]["layers"]
+    fixed = sum(e["sparse_macs"] for e in layers if not e["sparsified"])
+    prunable = sum(e["dense_macs"] for e in layers if e["sparsified"])
+    target = 1.0 - (final["macs"] - fixed) / prunable
+    return min(max(target, 0.0), 0.999)
 
 
 def run_one(argv: list[str], log: list[str]) -> dict[str, Any]:
@@ -121,6 +144,8 @@ def main() -> None:
     parser.add_argument("--cnn-s-init", type=float, default=-6.0)
     parser.add_argument("--lr", type=float, default=None)
     parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--optimizer", choices=("adam", "sgd"), default=None)
+    parser.add_argument("--sparsify-first-last", action="store_true")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=Path("runs/budget_study"))
@@ -157,6 +182,14 @@ def main() -> None:
             commands,
         )
         rows.append(row("gmp-uniform", seed, uniform))
+        # uniform GMP at STR's MACs rather than STR's sparsity
+        flops_target = round(flops_matched_target(learned), 6)
+        same_flops = run_one(
+            [*train_args(args, seed, base / "gmp_uniform_flops"), "--sparsity", "gmp"]
+            + ["--gmp-target", str(flops_target)],
+            commands,
+        )
+        rows.append(row("gmp-uniform-flops", seed, same_flops))
         budget = run_one(
             [*train_args(args, seed, base / "gmp_budget"), "--sparsity", "gmp"]
             + ["--budget-from", str(str_run)],

@@ -16,6 +16,7 @@ from edge_str.data import DataConfig
 from edge_str.errors import EdgeStrError
 
 TASKS = ("google12", "har2", "har6", "digits")
+OPTIMIZERS = ("adam", "sgd")
 
 
 @dataclass
@@ -55,6 +56,12 @@ class ModelConfig:
 class OptimConfig:
     epochs: int = 30
     batch_size: int = 100
+    # adam: the FastGRNN paper's. sgd: the STR paper's CNN runs (Nesterov, momentum 0.875 on
+    # ImageNet, 0.9 on CIFAR), where a threshold's step follows its summed task gradient; Adam
+    # normalises that away and moves every layer's s at ~lr per step.
+    optimizer: str = "adam"
+    momentum: float = 0.9  # sgd only
+    nesterov: bool = True  # sgd only
     lr: float = 1e-2
     weight_decay: float = 1e-4  # mu of STR: the same decay on weights and thresholds ...
     threshold_decay: float | None = None  # ... unless set here

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from edge_str.cnn.build import CNN_ARCHS
-from edge_str.config import TASKS, make_config
+from edge_str.config import OPTIMIZERS, TASKS, make_config
 from edge_str.lowrank import RANK_MODES
 from edge_str.parametrization import GRANULARITIES
 
@@ -23,6 +23,8 @@ def register(subparsers) -> None:
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
+    # no argparse choices: a bad value is one EdgeStrError line, as it is from a YAML file
+    p.add_argument("--optimizer", help=f"{' | '.join(OPTIMIZERS)} (default adam; sgd: Nesterov)")
     p.add_argument("--seed", type=int)
     p.add_argument("--device", choices=("cpu", "cuda"))
     p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's)")
@@ -79,6 +81,7 @@ def overrides_from_args(args: argparse.Namespace) -> dict:
         "optim": {
             "epochs": args.epochs,
             "batch_size": args.batch_size,
+            "optimizer": args.optimizer,
             "lr": args.lr,
             "weight_decay": args.weight_decay,
             "threshold_decay": args.threshold_decay,

@@ -16,13 +16,25 @@ import math
 import torch
 from torch import nn
 
-from edge_str.config import OptimConfig
+from edge_str.config import OPTIMIZERS, OptimConfig
+from edge_str.errors import EdgeStrError
 from edge_str.lowrank import LowRankMatrix
 from edge_str.parametrization import threshold_parameters
 
 
+def check_optimizer(cfg: OptimConfig) -> None:
+    """One clear error for a bad optimizer setting, before any data is loaded."""
+    if cfg.optimizer not in OPTIMIZERS:
+        raise EdgeStrError(
+            f"unknown optimizer {cfg.optimizer!r}; choose from {', '.join(OPTIMIZERS)}"
+        )
+    if cfg.momentum < 0:
+        raise EdgeStrError(f"momentum must be at least 0, got {cfg.momentum}")
+
+
 def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:
-    """Adam (the FastGRNN paper's optimizer) with thresholds in their own decay group."""
+    """Adam or SGD (+ momentum) with thresholds in their own decay group."""
+    check_optimizer(cfg)
     thresholds = threshold_parameters(model)
     threshold_ids = {id(p) for p in thresholds}
     weights = [p for p in model.parameters() if id(p) not in threshold_ids]
@@ -30,6 +42,10 @@ def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer
     groups = [{"params": weights, "weight_decay": cfg.weight_decay, "name": "weights"}]
     if thresholds:
         groups.append({"params": thresholds, "weight_decay": threshold_decay, "name": "thresholds"})
+    if cfg.optimizer == "sgd":
+        # Nesterov needs momentum > 0; plain SGD when momentum is 0.
+        nesterov = cfg.nesterov and cfg.momentum > 0
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=nesterov)
     return torch.optim.Adam(groups, lr=cfg.lr)
 
 

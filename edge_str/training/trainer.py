@@ -43,7 +43,12 @@ from edge_str.run import (
     save_run_info,
 )
 from edge_str.training.evaluation import accuracy
-from edge_str.training.optim import build_optimizer, build_scheduler, restore_svd_forms
+from edge_str.training.optim import (
+    build_optimizer,
+    build_scheduler,
+    check_optimizer,
+    restore_svd_forms,
+)
 from edge_str.training.summary import format_summary, model_summary
 
 # Fields of a metrics record that measure the machine, not the training: excluded when
@@ -132,6 +137,7 @@ def _prepare_run_dir(cfg: TrainConfig, resume: bool) -> tuple[TrainConfig, Path]
 
 def train(cfg: TrainConfig, resume: bool = False, log=print) -> dict[str, Any]:
     """Train the model ``cfg`` describes; returns (and writes) the final summary."""
+    check_optimizer(cfg.optim)  # before the run folder is made
     cfg, run_dir = _prepare_run_dir(cfg, resume)
     device = resolve_device(cfg.device)
     if cfg.threads > 0:

@@ -1,0 +1,94 @@
+"""The optimizer choice: Adam (default) or SGD with Nesterov momentum, thresholds in their own
+decay group either way; the --optimizer flag beats the YAML file; bad values are one line."""
+
+import json
+
+import pytest
+import torch
+
+from edge_str import EdgeStrError
+from edge_str.cli import build_parser, main
+from edge_str.commands.train import overrides_from_args
+from edge_str.config import ModelConfig, OptimConfig, make_config
+from edge_str.models import build_model
+from edge_str.parametrization import threshold_parameters
+from edge_str.training.optim import build_optimizer
+
+
+@pytest.fixture
+def model():
+    return build_model(ModelConfig(arch="resnet", depth=10, width=0.125), (8, 8, 1), 10)
+
+
+def _groups(optimizer):
+    return {g["name"]: g for g in optimizer.param_groups}
+
+
+def test_adam_stays_the_default(model):
+    optimizer = build_optimizer(model, OptimConfig(weight_decay=3e-3))
+    assert type(optimizer) is torch.optim.Adam
+    groups = _groups(optimizer)
+    assert groups["weights"]["weight_decay"] == groups["thresholds"]["weight_decay"] == 3e-3
+
+
+def test_sgd_keeps_the_groups_and_decays(model):
+    cfg = OptimConfig(optimizer="sgd", lr=0.1, weight_decay=5e-3, threshold_decay=1e-3)
+    optimizer = build_optimizer(model, cfg)
+    assert type(optimizer) is torch.optim.SGD
+    groups = _groups(optimizer)
+    assert groups["weights"]["weight_decay"] == 5e-3
+    assert groups["thresholds"]["weight_decay"] == 1e-3
+    thresholds = {id(p) for p in threshold_parameters(model)}
+    assert {id(p) for p in groups["thresholds"]["params"]} == thresholds and thresholds
+    assert not thresholds & {id(p) for p in groups["weights"]["params"]}
+    n_params = sum(len(g["params"]) for g in optimizer.param_groups)
+    assert n_params == len(list(model.parameters()))
+    for group in optimizer.param_groups:
+        assert group["lr"] == 0.1 and group["momentum"] == 0.9 and group["nesterov"] is True
+
+
+def test_sgd_without_momentum_is_plain_sgd(model):
+    cfg = OptimConfig(optimizer="sgd", momentum=0.0, nesterov=True)
+    group = build_optimizer(model, cfg).param_groups[0]
+    assert group["momentum"] == 0.0 and group["nesterov"] is False  # torch refuses Nesterov at 0
+
+
+@pytest.mark.parametrize(
+    "cfg, message",
+    [
+        (OptimConfig(optimizer="rmsprop"), "unknown optimizer 'rmsprop'; choose from adam, sgd"),
+        (OptimConfig(optimizer="sgd", momentum=-0.5), "momentum must be at least 0"),
+    ],
+)
+def test_bad_settings_are_clear_errors(model, cfg, message):
+    with pytest.raises(EdgeStrError, match=message):
+        build_optimizer(model, cfg)
+
+
+def test_flag_overrides_the_yaml_file(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("task: digits\noptim:\n  optimizer: sgd\n  momentum: 0.875\n")
+    assert make_config(None, path).optim.optimizer == "sgd"
+    assert make_config(None, path).optim.momentum == 0.875
+    for argv, expected in ((["--optimizer", "adam"], "adam"), ([], "sgd")):
+        args = build_parser().parse_args(["train", "--out", "r", "--config", str(path), *argv])
+        cfg = make_config(args.task, args.config, overrides_from_args(args))
+        assert cfg.optim.optimizer == expected
+
+
+def test_bad_flag_is_one_line_and_makes_no_run_folder(tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main(["train", "--task", "digits", "--out", str(out), "--optimizer", "rmsprop"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1
+    assert "unknown optimizer 'rmsprop'" in err[0] and "Traceback" not in err[0]
+    assert not out.exists()
+
+
+def test_sgd_end_to_end_on_digits(tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["train", "--task", "digits", "--out", str(out), "--model", "resnet", "--depth", "10"]
+    argv += ["--width", "0.125", "--epochs", "2", "--threads", "1", "--optimizer", "sgd"]
+    assert main([*argv, "--lr", "0.1", "--weight-decay", "5e-3"]) == 0
+    assert json.loads((out / "config.json").read_text())["optim"]["optimizer"] == "sgd"
+    assert json.loads((out / "final.json").read_text())["test_accuracy"] > 0.5
