@@ -15,7 +15,9 @@ optimizer settings (STR paper, sec. 5.1 and Fig. 2/3 -- "STR's budget with GMP")
                  STR's sparsity over the sparsified layers, so the overall sparsity matches STR's
     gmp-uniform-flops
                  GMP with the same target in every sparsified layer, set so that its MACs match
-                 STR's (the issue's "beat its accuracy at the same FLOPs")
+                 STR's (the issue's "beat its accuracy at the same FLOPs"); where every
+                 sparsified layer costs the same MACs per weight (DS-CNN: all blocks at one
+                 resolution) that is gmp-uniform's target, and gmp-uniform's run is reused
     gmp-budget   GMP with STR's per-layer sparsities as targets (``--budget-from`` the STR run)
 
 First and last layers stay dense in all of them (the package default) unless
@@ -184,11 +186,17 @@ def main() -> None:
         rows.append(row("gmp-uniform", seed, uniform))
         # uniform GMP at STR's MACs rather than STR's sparsity
         flops_target = round(flops_matched_target(learned), 6)
-        same_flops = run_one(
-            [*train_args(args, seed, base / "gmp_uniform_flops"), "--sparsity", "gmp"]
-            + ["--gmp-target", str(flops_target)],
-            commands,
-        )
+        if flops_target == target:
+            # Every sparsified layer costs the same MACs per weight (the DS-CNN: all blocks at
+            # one resolution), so the same target: the run would repeat gmp-uniform exactly.
+            same_flops = uniform
+            commands.append(f"# gmp-uniform-flops, seed {seed}: target {target} = gmp-uniform's")
+        else:
+            same_flops = run_one(
+                [*train_args(args, seed, base / "gmp_uniform_flops"), "--sparsity", "gmp"]
+                + ["--gmp-target", str(flops_target)],
+                commands,
+            )
         rows.append(row("gmp-uniform-flops", seed, same_flops))
         budget = run_one(
             [*train_args(args, seed, base / "gmp_budget"), "--sparsity", "gmp"]
