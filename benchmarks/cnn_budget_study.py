@@ -2,7 +2,7 @@
 
     python benchmarks/cnn_budget_study.py [--task digits] [--model resnet --depth 10 --width 0.25]
         [--epochs 30] [--weight-decay 2e-3] [--cnn-s-init -6] [--seeds 0 1 2]
-        [--optimizer adam|sgd] [--lr LR] [--sparsify-first-last]
+        [--optimizer adam|sgd] [--lr LR] [--sparsify-first-last] [--methods str gmp-uniform ...]
         [--out runs/budget_study] [--json results.json]
     python benchmarks/cnn_budget_study.py --task google12 --data /tmp/g12 --model dscnn --width 0.5
 
@@ -134,6 +134,38 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _uniform_runs(
+    args: argparse.Namespace, seed: int, base: Path, learned: dict[str, Any], commands: list[str]
+) -> list[dict[str, Any]]:
+    """gmp-uniform (STR's sparsity in every sparsified layer) and gmp-uniform-flops (STR's MACs)."""
+    rows = []
+    target = round(learned["budget"]["sparsified_sparsity"], 6)
+    uniform = None
+    if "gmp-uniform" in args.methods:
+        uniform = run_one(
+            [*train_args(args, seed, base / "gmp_uniform"), "--sparsity", "gmp"]
+            + ["--gmp-target", str(target)],
+            commands,
+        )
+        rows.append(row("gmp-uniform", seed, uniform))
+    if "gmp-uniform-flops" not in args.methods:
+        return rows
+    flops_target = round(flops_matched_target(learned), 6)
+    if flops_target == target and uniform is not None:
+        # Every sparsified layer costs the same MACs per weight (the DS-CNN: all blocks at
+        # one resolution), so the same target: the run would repeat gmp-uniform exactly.
+        same_flops = uniform
+        commands.append(f"# gmp-uniform-flops, seed {seed}: target {target} = gmp-uniform's")
+    else:
+        same_flops = run_one(
+            [*train_args(args, seed, base / "gmp_uniform_flops"), "--sparsity", "gmp"]
+            + ["--gmp-target", str(flops_target)],
+            commands,
+        )
+    rows.append(row("gmp-uniform-flops", seed, same_flops))
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", default="digits", choices=("digits", "google12"))
@@ -149,6 +181,13 @@ def main() -> None:
     parser.add_argument("--optimizer", choices=("adam", "sgd"), default=None)
     parser.add_argument("--sparsify-first-last", action="store_true")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        choices=METHODS,
+        default=list(METHODS),
+        help="a subset to run (the GMP methods need str's run, which then runs too)",
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=Path("runs/budget_study"))
     parser.add_argument("--json", type=Path, default=None, help="default: OUT/study.json")
@@ -162,8 +201,13 @@ def main() -> None:
     commands: list[str] = []
     for seed in args.seeds:
         base = args.out / f"seed{seed}"
-        dense = run_one([*train_args(args, seed, base / "dense"), "--sparsity", "dense"], commands)
-        rows.append(row("dense", seed, dense))
+        if "dense" in args.methods:
+            dense = run_one(
+                [*train_args(args, seed, base / "dense"), "--sparsity", "dense"], commands
+            )
+            rows.append(row("dense", seed, dense))
+        if args.methods == ["dense"]:
+            continue
         str_run = base / "str"
         learned = run_one(
             [
@@ -176,34 +220,15 @@ def main() -> None:
             commands,
         )
         rows.append(row("str", seed, learned))
-        # uniform GMP: STR's sparsity over the sparsified layers, in every sparsified layer
-        target = round(learned["budget"]["sparsified_sparsity"], 6)
-        uniform = run_one(
-            [*train_args(args, seed, base / "gmp_uniform"), "--sparsity", "gmp"]
-            + ["--gmp-target", str(target)],
-            commands,
-        )
-        rows.append(row("gmp-uniform", seed, uniform))
-        # uniform GMP at STR's MACs rather than STR's sparsity
-        flops_target = round(flops_matched_target(learned), 6)
-        if flops_target == target:
-            # Every sparsified layer costs the same MACs per weight (the DS-CNN: all blocks at
-            # one resolution), so the same target: the run would repeat gmp-uniform exactly.
-            same_flops = uniform
-            commands.append(f"# gmp-uniform-flops, seed {seed}: target {target} = gmp-uniform's")
-        else:
-            same_flops = run_one(
-                [*train_args(args, seed, base / "gmp_uniform_flops"), "--sparsity", "gmp"]
-                + ["--gmp-target", str(flops_target)],
+        if "gmp-uniform" in args.methods or "gmp-uniform-flops" in args.methods:
+            rows += _uniform_runs(args, seed, base, learned, commands)
+        if "gmp-budget" in args.methods:
+            budget = run_one(
+                [*train_args(args, seed, base / "gmp_budget"), "--sparsity", "gmp"]
+                + ["--budget-from", str(str_run)],
                 commands,
             )
-        rows.append(row("gmp-uniform-flops", seed, same_flops))
-        budget = run_one(
-            [*train_args(args, seed, base / "gmp_budget"), "--sparsity", "gmp"]
-            + ["--budget-from", str(str_run)],
-            commands,
-        )
-        rows.append(row("gmp-budget", seed, budget))
+            rows.append(row("gmp-budget", seed, budget))
 
     result = {
         "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
@@ -219,12 +244,13 @@ def main() -> None:
     print()
     print("per-layer sparsity (%), mean over seeds:")
     layers = list(rows[0]["layers"])
-    print("| layer | " + " | ".join(m for m in METHODS[1:]) + " |")
-    print("|---|" + "---|" * (len(METHODS) - 1))
+    sparse = [m for m in METHODS[1:] if any(r["method"] == m for r in rows)]
+    print("| layer | " + " | ".join(sparse) + " |")
+    print("|---|" + "---|" * len(sparse))
     for layer in layers:
         cells = [
             f"{100 * statistics.fmean(r['layers'][layer] for r in rows if r['method'] == m):.1f}"
-            for m in METHODS[1:]
+            for m in sparse
         ]
         print(f"| {layer} | " + " | ".join(cells) + " |")
     print()

@@ -52,3 +52,40 @@ def test_resnet_on_digits_budget_and_uniform_macs_differ():
     final = _pruned_final(cfg, (8, 8, 1), [0.3, 0.3, 0.3, 0.3, 0.3, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9])
     sparsified = final["budget"]["sparsified_sparsity"]
     assert cnn_budget_study.flops_matched_target(final) < sparsified - 0.1
+
+
+@pytest.mark.parametrize(
+    ("methods", "trained"),
+    [
+        (["dense"], ["dense"]),
+        (["gmp-uniform"], ["str", "gmp_uniform"]),
+        (["str", "gmp-budget"], ["str", "gmp_budget"]),
+        (list(cnn_budget_study.METHODS), ["dense", "str", "gmp_uniform", "gmp_budget"]),
+    ],
+)
+def test_methods_selects_the_runs_and_the_table(methods, trained, tmp_path, monkeypatch, capsys):
+    cfg = ModelConfig(arch="dscnn", width=0.5, sparsity="gmp")
+    final = _pruned_final(cfg, (99, 32), [0.5])
+    final.update(
+        sparsity=0.4,
+        macs_dense=final["budget"]["dense_macs"],
+        test_accuracy=0.9,
+        val_accuracy=0.8,
+        bytes={},
+        train_seconds=1.0,
+    )
+    runs = []
+
+    def fake_run(argv, log):
+        runs.append(Path(argv[argv.index("--out") + 1]).name)
+        return final
+
+    monkeypatch.setattr(cnn_budget_study, "run_one", fake_run)
+    argv = ["study", "--seeds", "0", "--out", str(tmp_path), "--methods", *methods]
+    monkeypatch.setattr(sys, "argv", argv)
+    cnn_budget_study.main()
+    assert runs == trained
+    table = capsys.readouterr().out.split("\n\n")[0]
+    shown = {line.split(" | ")[0].strip("| ") for line in table.splitlines()[2:]}
+    expected = set(methods) | ({"str"} if set(methods) - {"dense"} else set())
+    assert shown == expected
