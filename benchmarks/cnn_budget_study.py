@@ -134,6 +134,13 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _gmp_run(
+    args: argparse.Namespace, seed: int, out: Path, targets: list[str], commands: list[str]
+) -> dict[str, Any]:
+    """One GMP run whose targets come from ``targets`` (--gmp-target or --budget-from)."""
+    return run_one([*train_args(args, seed, out), "--sparsity", "gmp", *targets], commands)
+
+
 def _uniform_runs(
     args: argparse.Namespace, seed: int, base: Path, learned: dict[str, Any], commands: list[str]
 ) -> list[dict[str, Any]]:
@@ -142,10 +149,8 @@ def _uniform_runs(
     target = round(learned["budget"]["sparsified_sparsity"], 6)
     uniform = None
     if "gmp-uniform" in args.methods:
-        uniform = run_one(
-            [*train_args(args, seed, base / "gmp_uniform"), "--sparsity", "gmp"]
-            + ["--gmp-target", str(target)],
-            commands,
+        uniform = _gmp_run(
+            args, seed, base / "gmp_uniform", ["--gmp-target", str(target)], commands
         )
         rows.append(row("gmp-uniform", seed, uniform))
     if "gmp-uniform-flops" not in args.methods:
@@ -157,10 +162,8 @@ def _uniform_runs(
         same_flops = uniform
         commands.append(f"# gmp-uniform-flops, seed {seed}: target {target} = gmp-uniform's")
     else:
-        same_flops = run_one(
-            [*train_args(args, seed, base / "gmp_uniform_flops"), "--sparsity", "gmp"]
-            + ["--gmp-target", str(flops_target)],
-            commands,
+        same_flops = _gmp_run(
+            args, seed, base / "gmp_uniform_flops", ["--gmp-target", str(flops_target)], commands
         )
     rows.append(row("gmp-uniform-flops", seed, same_flops))
     return rows
@@ -223,10 +226,8 @@ def main() -> None:
         if "gmp-uniform" in args.methods or "gmp-uniform-flops" in args.methods:
             rows += _uniform_runs(args, seed, base, learned, commands)
         if "gmp-budget" in args.methods:
-            budget = run_one(
-                [*train_args(args, seed, base / "gmp_budget"), "--sparsity", "gmp"]
-                + ["--budget-from", str(str_run)],
-                commands,
+            budget = _gmp_run(
+                args, seed, base / "gmp_budget", ["--budget-from", str(str_run)], commands
             )
             rows.append(row("gmp-budget", seed, budget))
 
