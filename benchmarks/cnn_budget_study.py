@@ -38,6 +38,8 @@ from typing import Any
 
 import torch
 
+from edge_str.config import OPTIMIZERS
+
 METHODS = ("dense", "str", "gmp-uniform", "gmp-uniform-flops", "gmp-budget")
 
 
@@ -134,11 +136,16 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def _gmp_run(
-    args: argparse.Namespace, seed: int, out: Path, targets: list[str], commands: list[str]
+def _train_run(
+    args: argparse.Namespace,
+    seed: int,
+    out: Path,
+    sparsity: str,
+    extra: list[str],
+    commands: list[str],
 ) -> dict[str, Any]:
-    """One GMP run whose targets come from ``targets`` (--gmp-target or --budget-from)."""
-    return run_one([*train_args(args, seed, out), "--sparsity", "gmp", *targets], commands)
+    """One run of the study with ``--sparsity SPARSITY`` and its own ``extra`` flags."""
+    return run_one([*train_args(args, seed, out), "--sparsity", sparsity, *extra], commands)
 
 
 def _uniform_runs(
@@ -149,8 +156,8 @@ def _uniform_runs(
     target = round(learned["budget"]["sparsified_sparsity"], 6)
     uniform = None
     if "gmp-uniform" in args.methods:
-        uniform = _gmp_run(
-            args, seed, base / "gmp_uniform", ["--gmp-target", str(target)], commands
+        uniform = _train_run(
+            args, seed, base / "gmp_uniform", "gmp", ["--gmp-target", str(target)], commands
         )
         rows.append(row("gmp-uniform", seed, uniform))
     if "gmp-uniform-flops" not in args.methods:
@@ -162,9 +169,8 @@ def _uniform_runs(
         same_flops = uniform
         commands.append(f"# gmp-uniform-flops, seed {seed}: target {target} = gmp-uniform's")
     else:
-        same_flops = _gmp_run(
-            args, seed, base / "gmp_uniform_flops", ["--gmp-target", str(flops_target)], commands
-        )
+        flags = ["--gmp-target", str(flops_target)]
+        same_flops = _train_run(args, seed, base / "gmp_uniform_flops", "gmp", flags, commands)
     rows.append(row("gmp-uniform-flops", seed, same_flops))
     return rows
 
@@ -181,7 +187,7 @@ def main() -> None:
     parser.add_argument("--cnn-s-init", type=float, default=-6.0)
     parser.add_argument("--lr", type=float, default=None)
     parser.add_argument("--batch-size", type=int, default=None)
-    parser.add_argument("--optimizer", choices=("adam", "sgd"), default=None)
+    parser.add_argument("--optimizer", choices=OPTIMIZERS, default=None)
     parser.add_argument("--sparsify-first-last", action="store_true")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument(
@@ -205,30 +211,19 @@ def main() -> None:
     for seed in args.seeds:
         base = args.out / f"seed{seed}"
         if "dense" in args.methods:
-            dense = run_one(
-                [*train_args(args, seed, base / "dense"), "--sparsity", "dense"], commands
-            )
+            dense = _train_run(args, seed, base / "dense", "dense", [], commands)
             rows.append(row("dense", seed, dense))
-        if args.methods == ["dense"]:
+        if set(args.methods) == {"dense"}:
             continue
         str_run = base / "str"
-        learned = run_one(
-            [
-                *train_args(args, seed, str_run),
-                "--sparsity",
-                "str",
-                "--cnn-s-init",
-                str(args.cnn_s_init),
-            ],
-            commands,
-        )
+        flags = ["--cnn-s-init", str(args.cnn_s_init)]
+        learned = _train_run(args, seed, str_run, "str", flags, commands)
         rows.append(row("str", seed, learned))
         if "gmp-uniform" in args.methods or "gmp-uniform-flops" in args.methods:
             rows += _uniform_runs(args, seed, base, learned, commands)
         if "gmp-budget" in args.methods:
-            budget = _gmp_run(
-                args, seed, base / "gmp_budget", ["--budget-from", str(str_run)], commands
-            )
+            flags = ["--budget-from", str(str_run)]
+            budget = _train_run(args, seed, base / "gmp_budget", "gmp", flags, commands)
             rows.append(row("gmp-budget", seed, budget))
 
     result = {
