@@ -37,6 +37,7 @@ from edge_str.fastgrnn import FastGRNNClassifier
 from edge_str.models import build_model
 from edge_str.parametrization import threshold_parameters
 from edge_str.run import BEST_CHECKPOINT, RunInfo, save_checkpoint, save_run_info
+from tests._cli import refused
 
 KWS_SHAPE, IMAGE_SHAPE, CLASSES = (99, 32), (8, 8, 1), 12
 
@@ -334,26 +335,17 @@ def _make_run(path, model, cfg, shape=KWS_SHAPE):
     return path
 
 
-def _refused(args, capsys) -> str:
-    assert main(args) == 2
-    captured = capsys.readouterr()
-    lines = captured.err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("edge-str: error: "), captured.err
-    assert "Traceback" not in captured.err and captured.out == ""
-    return lines[0]
-
-
 def test_cli_exports_a_cnn_run_and_refuses_streaming(dscnn, tmp_path, capsys, monkeypatch):
     monkeypatch.delattr(edge_str.data, "load_task", raising=False)  # no data: random inputs
     cfg = _config(sparsity="gmp")
     run = _make_run(tmp_path / "run", dscnn, cfg)
     out = tmp_path / "exp" / "kws.onnx"
 
-    error = _refused(["export", str(run), "--out", str(out), "--streaming"], capsys)
+    error = refused(["export", str(run), "--out", str(out), "--streaming"], capsys)
     assert "--streaming" in error and "dscnn run" in error and "per-frame step" in error
     assert not (tmp_path / "exp").exists()
     # FastGRNN's --loop scan: a CNN has no time loop
-    error = _refused(["export", str(run), "--out", str(out), "--loop", "scan"], capsys)
+    error = refused(["export", str(run), "--out", str(out), "--loop", "scan"], capsys)
     assert error.startswith("edge-str: error: --loop scan:") and "dscnn run" in error
     assert "no time loop" in error and "FastGRNN runs only" in error
     assert not (tmp_path / "exp").exists()
@@ -377,4 +369,4 @@ def test_cli_exports_a_cnn_run_and_refuses_streaming(dscnn, tmp_path, capsys, mo
 
     # a run whose config (width 0.5) does not fit its weights (width 0.25)
     other = _make_run(tmp_path / "other", dscnn, _config(sparsity="gmp", width=0.5))
-    assert "do not match" in _refused(["export", str(other), "--out", str(out)], capsys)
+    assert "do not match" in refused(["export", str(other), "--out", str(out)], capsys)

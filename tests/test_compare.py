@@ -25,6 +25,7 @@ from edge_str.compare import (
 )
 from edge_str.compare.report import best_at_size, reading
 from edge_str.config import TrainConfig
+from tests._cli import one_error_line
 
 TINY = """\
 model: {hidden: 8}
@@ -234,8 +235,7 @@ def test_cli(har, tmp_path, capsys):
         main(["compare", "--task", "har2", "--data", str(tmp_path / "nope"), "--out", str(out)])
         == 2
     )
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("edge-str: error: ")
+    one_error_line(capsys)
     assert main([*argv[:-1], str(tmp_path / "other"), "--jobs", "0"]) == 2
     assert "--jobs must be at least 1" in capsys.readouterr().err
 

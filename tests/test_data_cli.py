@@ -8,6 +8,7 @@ import pytest
 from _data_trees import build_har_tree, build_speech_tree
 
 from edge_str.cli import main
+from tests._cli import one_error_line
 
 HAS_ESPEAK = shutil.which("espeak-ng") is not None
 
@@ -15,12 +16,6 @@ HAS_ESPEAK = shutil.which("espeak-ng") is not None
 @pytest.fixture(autouse=True)
 def private_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("EDGE_STR_CACHE", str(tmp_path / "cache"))
-
-
-def one_error_line(capsys) -> str:
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("edge-str: error: "), err
-    return err[0]
 
 
 def test_info_har2_prints_the_summary_json(tmp_path, capsys):

@@ -36,6 +36,7 @@ from edge_str.export import (
 from edge_str.export.onnx_export import int8_weight_bytes_estimate, weight_bytes
 from edge_str.models import build_model
 from edge_str.run import BEST_CHECKPOINT, RunInfo, save_checkpoint, save_run_info
+from tests._cli import refused
 
 FEATURES, HIDDEN, STEPS, CLASSES = 8, 32, 6, 3
 CLASS_NAMES = ["left", "right", "stop"]
@@ -374,7 +375,7 @@ def test_cli_exports_a_scan_loop(trained_state, tmp_path, capsys, monkeypatch):
     assert report["loop"] == "scan" and report["max_abs_diff"] <= PARITY_TOLERANCE
     capsys.readouterr()
     zero = _make_run(tmp_path / "zero", _model(trained_state, w_zero=True, u=5))
-    message = _refused(["export", str(zero), "--out", str(out), "--loop", "scan"], capsys)
+    message = refused(["export", str(zero), "--out", str(out), "--loop", "scan"], capsys)
     assert "W has rank 0" in message
 
 
@@ -651,48 +652,39 @@ def test_export_run_api(trained_state, heldout, tmp_path):
     assert asked == ["google12"]
 
 
-def _refused(args, capsys) -> str:
-    assert main(args) == 2
-    captured = capsys.readouterr()
-    lines = captured.err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("edge-str: error: "), captured.err
-    assert "Traceback" not in captured.err and captured.out == ""
-    return lines[0]
-
-
 def test_cli_refusals(trained_state, tmp_path, capsys):
     out = str(tmp_path / "o" / "x.onnx")
-    assert "no such run directory" in _refused(
+    assert "no such run directory" in refused(
         ["export", str(tmp_path / "nope"), "--out", out], capsys
     )
 
     no_ckpt = tmp_path / "no_ckpt"
     no_ckpt.mkdir()
     save_run_info(no_ckpt, RunInfo(_config(), CLASS_NAMES, (STEPS, FEATURES)))
-    assert "no checkpoint" in _refused(["export", str(no_ckpt), "--out", out], capsys)
+    assert "no checkpoint" in refused(["export", str(no_ckpt), "--out", out], capsys)
 
     no_config = tmp_path / "no_config"
     no_config.mkdir()
-    assert "config.json: missing" in _refused(["export", str(no_config), "--out", out], capsys)
+    assert "config.json: missing" in refused(["export", str(no_config), "--out", out], capsys)
 
     all_zero = _make_run(tmp_path / "zero", _model(trained_state, w_zero=True, u_zero=True))
-    assert "nothing to export" in _refused(["export", str(all_zero), "--out", out], capsys)
+    assert "nothing to export" in refused(["export", str(all_zero), "--out", out], capsys)
 
     # config says hidden 16, the weights are hidden 32
     mismatch = tmp_path / "mismatch"
     _make_run(mismatch, _model(trained_state))
     save_run_info(mismatch, RunInfo(_config(16), CLASS_NAMES, (STEPS, FEATURES)))
-    assert "do not match" in _refused(["export", str(mismatch), "--out", out], capsys)
+    assert "do not match" in refused(["export", str(mismatch), "--out", out], capsys)
 
     good = _make_run(tmp_path / "good", _model(trained_state, w=3, u=5))
-    assert "must end in .onnx" in _refused(
+    assert "must end in .onnx" in refused(
         ["export", str(good), "--out", str(tmp_path / "x.bin")], capsys
     )
-    assert "--opset 9" in _refused(["export", str(good), "--out", out, "--opset", "9"], capsys)
-    assert "--fixed-batch 0" in _refused(
+    assert "--opset 9" in refused(["export", str(good), "--out", out, "--opset", "9"], capsys)
+    assert "--fixed-batch 0" in refused(
         ["export", str(good), "--out", out, "--fixed-batch", "0"], capsys
     )
-    assert "no such folder" in _refused(
+    assert "no such folder" in refused(
         ["export", str(good), "--out", out, "--data", str(tmp_path / "nodata")], capsys
     )
     assert not (tmp_path / "o").exists() or not list((tmp_path / "o").iterdir())
