@@ -108,9 +108,8 @@ class FrontEnd:
     # ------------------------------------------------------------------ features
     def clip_features(self, samples: np.ndarray) -> torch.Tensor:
         """One clip (fitted to 1 s as the loaders fit it) -> raw log-mel (frames, n_mels)."""
-        clip = audio.fit_length(samples, self.clip_samples)
-        extractor = self._log_mel(self.frames)
-        return extract(extractor, torch.from_numpy(np.ascontiguousarray(clip))[None])[0]
+        clip = as_trained(audio.fit_length(samples, self.clip_samples))
+        return extract(self._log_mel(self.frames), clip[None])[0]
 
     def stream_features(self, samples: np.ndarray) -> torch.Tensor:
         """Every full frame of a long recording -> raw log-mel (N, n_mels), frame i starting at
@@ -118,7 +117,7 @@ class FrontEnd:
         hop, window = self.hop_samples, self.window_samples
         total = 0 if len(samples) < window else 1 + (len(samples) - window) // hop
         out = torch.empty((total, self.n_mels))
-        waves = torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32))
+        waves = as_trained(samples)
         for start in range(0, total, STREAM_CHUNK_FRAMES):
             count = min(STREAM_CHUNK_FRAMES, total - start)
             piece = waves[start * hop : (start + count - 1) * hop + window]
@@ -128,3 +127,9 @@ class FrontEnd:
     def _log_mel(self, frames: int) -> LogMel:
         c = self.data_config
         return LogMel(c.sample_rate, c.window_samples, c.hop_samples, c.n_mels, frames)
+
+
+def as_trained(samples: np.ndarray) -> torch.Tensor:
+    """Samples as the training clips were: the loaders cache waveforms as int16, so a resampled
+    or float recording is rounded to PCM16 too (a no-op for a PCM16 WAV at the model's rate)."""
+    return audio.from_int16(audio.to_int16(samples))
