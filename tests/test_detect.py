@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+import soundfile as sf
 
 from edge_str import detect_keywords, load_predictor
 from edge_str.cli import main
@@ -102,6 +103,9 @@ def test_detect_cli_refusals(model, stream, tmp_path, capsys):
     assert "'cat' is not a class" in refused(
         ["detect", run, str(wav), "--truth", str(bad_truth)], capsys
     )
+    short = tmp_path / "short.wav"
+    sf.write(str(short), sf.read(str(wav))[0][:8000], 16000, subtype="PCM_16")
+    assert "shorter than the model's 1 s clip" in refused(["detect", run, str(short)], capsys)
     (model.parent / "lonely.onnx").write_bytes((model.parent / "kws.onnx").read_bytes())
     line = refused(["detect", str(model.parent / "lonely.onnx"), str(wav)], capsys)
     assert "lonely.step.onnx" in line and "--streaming" in line

@@ -13,6 +13,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from edge_str.errors import EdgeStrError
 from edge_str.inference.predictor import Predictor
 from edge_str.inference.smoothing import SmoothingSettings, detect_commands, smooth_posteriors
 from edge_str.inference.stream import DEFAULT_DECAY, stream_posteriors
@@ -42,6 +43,10 @@ def detect_keywords(
     truth_words = read_truth(truth, predictor.class_names) if truth is not None else None
     samples = predictor.front_end.read(wav)
     duration_s = len(samples) / predictor.front_end.sample_rate
+    if len(samples) < predictor.front_end.clip_samples:
+        raise EdgeStrError(
+            f"{wav}: {duration_s:.2f} s long, shorter than the model's 1 s clip; nothing to detect"
+        )
     times_ms, posteriors, state = stream_posteriors(
         predictor, samples, settings, reset, decay, progress
     )
