@@ -8,6 +8,7 @@ import soundfile as sf
 
 from edge_str import detect_keywords, load_predictor
 from edge_str.cli import main
+from edge_str.inference.predictor import Predictor
 from edge_str.inference.stream import stream_posteriors
 from tests._cli import refused
 from tests._tone_model import build_tone_stream, build_tone_tree, train_tone_model
@@ -50,14 +51,15 @@ def test_the_detector_finds_the_planted_keywords_at_their_times(model, stream):
 def test_onnx_step_graph_and_torch_give_the_same_detections(model, stream):
     wav, _ = stream
     torch_result = detect_keywords(load_predictor(model), wav, progress=False)
-    for onnx_file in ("kws.onnx", "kws.step.onnx"):  # the sequence file finds its step file
-        onnx_result = detect_keywords(load_predictor(model.parent / onnx_file), wav)
-        assert onnx_result["model"].endswith(onnx_file)
-        pairs = zip(torch_result["detections"], onnx_result["detections"])
-        assert len(torch_result["detections"]) == len(onnx_result["detections"]) == 5
-        for a, b in pairs:
-            assert (a["label"], a["time_s"]) == (b["label"], b["time_s"])
-            assert a["score"] == pytest.approx(b["score"], abs=1e-4)
+    onnx_result = detect_keywords(load_predictor(model.parent / "kws.onnx"), wav)
+    assert len(torch_result["detections"]) == len(onnx_result["detections"]) == 5
+    for a, b in zip(torch_result["detections"], onnx_result["detections"]):
+        assert (a["label"], a["time_s"]) == (b["label"], b["time_s"])
+        assert a["score"] == pytest.approx(b["score"], abs=1e-4)
+    # the sequence file streams through the step file beside it; the step file is one too
+    for name in ("kws.onnx", "kws.step.onnx"):
+        step = load_predictor(model.parent / name).stream_step()
+        assert step.source == str(model.parent / "kws.step.onnx") and step.hidden == 16
 
 
 def test_window_reset_equals_the_clip_model_on_each_window(model, stream):
@@ -73,6 +75,13 @@ def test_window_reset_equals_the_clip_model_on_each_window(model, stream):
         window = features[end - 98 : end + 1][None]
         expected = np.exp(predictor.logits(window)[0])
         assert np.allclose(posteriors[j], expected / expected.sum(), atol=1e-5)
+    # a model without a step (a CNN) gets the same windows from its clip form
+    clip_only = Predictor(
+        predictor.logits, predictor.class_names, predictor.front_end, "clip form", None
+    )
+    clip_times, clip_posteriors, _ = stream_posteriors(clip_only, samples, progress=False)
+    assert np.array_equal(clip_times, times)
+    assert np.allclose(clip_posteriors, posteriors, atol=1e-4)  # compacted step vs model
 
 
 def test_detect_cli_scores_the_stream_and_writes_the_det_png(model, stream, capsys):
