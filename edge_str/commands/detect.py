@@ -59,9 +59,11 @@ def run(args: argparse.Namespace) -> int:
 
     if not 0 < args.threshold < 1:
         raise EdgeStrError(f"--threshold {args.threshold}: must be between 0 and 1")
-    for name in ("stride_ms", "average_window_ms", "suppression_ms"):
-        if not getattr(args, name) >= 0 or (name == "stride_ms" and args.stride_ms <= 0):
-            raise EdgeStrError(f"--{name.replace('_', '-')} {getattr(args, name)}: must be > 0")
+    if not args.stride_ms > 0:
+        raise EdgeStrError(f"--stride-ms {args.stride_ms}: must be > 0")
+    for name in ("average_window_ms", "suppression_ms"):
+        if not getattr(args, name) >= 0:
+            raise EdgeStrError(f"--{name.replace('_', '-')} {getattr(args, name)}: must be >= 0")
     if args.det_png and not args.truth:
         raise EdgeStrError("--det-png needs --truth (the curve is scored against it)")
     settings = SmoothingSettings(

@@ -46,7 +46,9 @@ class FrontEnd:
     def from_dict(cls, values: dict[str, Any], source: str) -> FrontEnd:
         known = {f.name for f in fields(cls)}
         if not isinstance(values, dict) or set(values) != known:
-            raise EdgeStrError(f"{source}: front-end settings {values!r} lack or add fields")
+            raise EdgeStrError(
+                f"{source}: front-end settings {values!r} do not have the fields {sorted(known)}"
+            )
         DataConfig.from_dict(values)  # every setting is checked once, by DataConfig
         return cls(**values)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -139,7 +140,7 @@ def _run_predictor(run_dir: Path) -> Predictor:
 
     step = None
     if isinstance(model, FastGRNNClassifier):
-        step = lambda: _torch_step(model)  # noqa: E731  (built on first use)
+        step = partial(_torch_step, model)  # built on first use
     return Predictor(logits, info.class_names, front_end, str(run_dir), step)
 
 
@@ -185,10 +186,9 @@ def _onnx_predictor(path: Path) -> Predictor:
     kind = props.get("edge_str.graph", "")
     step = None
     if kind.startswith("step"):
-        step = lambda: _onnx_step(path, session)  # noqa: E731
+        step = partial(_onnx_step, path, session)
     elif kind.startswith("sequence"):
-        step_path = step_file_for(path)
-        step = lambda: _onnx_step(step_path, None)  # noqa: E731
+        step = partial(_onnx_step, step_file_for(path), None)
     return Predictor(logits, class_names, front_end, str(path), step)
 
 

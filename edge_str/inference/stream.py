@@ -54,8 +54,10 @@ def stream_posteriors(
 ) -> tuple[np.ndarray, np.ndarray, dict]:
     """(decision times in ms (D,), posteriors (D, C), state statistics) of a recording.
 
-    A decision's time is the end of the audio heard so far; the state statistics (max and
-    mean |state| over the run) show whether a never-reset state stays bounded.
+    A decision's time is the start of its 1 s window plus the clip (1 s): the time the
+    window's audio has been heard, its frames being on the model's hop grid. The state
+    statistics (max and mean of max |state| over the frames) show whether a never-reset state
+    stays bounded.
     """
     settings = settings or SmoothingSettings()
     if reset not in RESETS:
@@ -67,7 +69,8 @@ def stream_posteriors(
     clip_frames = front.frames
     features = front.stream_features(samples).numpy()  # (N, F) raw log-mel
     ends = decision_frames(len(features), clip_frames, stride_frames)
-    times_ms = (ends * front.hop_samples + front.window_samples) * 1000.0 / front.sample_rate
+    starts = ends - clip_frames + 1  # first frame of each decision's window
+    times_ms = starts * front.hop_samples * 1000.0 / front.sample_rate + settings.clip_ms
     step = predictor.stream_step()
     if step is None:
         if reset != "window":
