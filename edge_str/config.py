@@ -10,14 +10,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from edge_str.data import TASKS, DataConfig
 from edge_str.errors import EdgeStrError
 from edge_str.families import ARCHS, FAMILIES, family_of
+from edge_str.files import read_document
 from edge_str.validation import (
     SettingError,
     build_section,
+    check_settings,
     drop_none,
     field_names,
     given_paths,
@@ -93,6 +93,16 @@ class TrainConfig:
 SECTIONS: dict[str, type] = {"model": ModelConfig, "optim": OptimConfig, "data": DataConfig}
 
 
+def check_config(cfg: TrainConfig) -> None:
+    """The loader's checks on a config made or changed in Python (``train(cfg)``)."""
+    try:
+        check_settings(cfg)
+        for key in SECTIONS:
+            check_settings(getattr(cfg, key), (key,))
+    except SettingError as error:
+        raise EdgeStrError(f"config: {error.detail}") from None
+
+
 def _build_train_config(raw: dict[str, Any]) -> TrainConfig:
     """The one pass: unknown keys, then each section and the top-level settings checked."""
     for key in raw:
@@ -110,8 +120,8 @@ def _build_section(cls: type, raw: Any, key: str) -> Any:
         return build_section(cls, raw, (key,))
     except SettingError:
         raise
-    except EdgeStrError as error:  # DataConfig's own checks: name the section
-        raise SettingError((key,), f"{key}: {error}") from None
+    except EdgeStrError as error:  # DataConfig's own checks (they name the setting)
+        raise SettingError((key,), str(error)) from None
 
 
 # FastGRNN paper settings: Google-12 hidden 100, HAR-2 hidden 80 (batch 100, lr 1e-2).
@@ -125,12 +135,7 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise EdgeStrError(f"{path}: config file not found") from None
-    except yaml.YAMLError as error:
-        raise EdgeStrError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
+    raw = read_document(path, "config file not found", "YAML")
     if raw is None:
         return {}
     if not isinstance(raw, dict):
@@ -155,14 +160,20 @@ def make_config(
     A setting the user gave that the model does not use (another family's, or ``rank_w``
     outside rank_mode fixed) is refused the same way.
     """
-    raw: dict[str, Any] = {}
-    if yaml_path is not None:
-        raw = read_yaml(yaml_path)
-    flags = drop_none(overrides or {})
+    raw = read_yaml(yaml_path) if yaml_path is not None else {}
     source = str(yaml_path) if yaml_path is not None else "config"
+    return config_from_settings(task, raw, overrides, source)
+
+
+def config_from_settings(
+    task: str | None, raw: dict[str, Any], overrides: dict[str, Any] | None, source: str
+) -> TrainConfig:
+    """``make_config`` for settings already read from the file ``source``."""
+    flags = drop_none(overrides or {})
 
     def where(path: tuple[str, ...]) -> str:
-        return "command line" if path in given_paths(flags) else source
+        from_flags = any(given[: len(path)] == path for given in given_paths(flags))
+        return "command line" if from_flags else source
 
     task = task or raw.get("task", "google12")
     if task not in TASKS:

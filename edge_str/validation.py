@@ -55,24 +55,20 @@ class Limit:
     def allowed(self) -> Sequence[Any] | None:
         return self.choices() if callable(self.choices) else self.choices
 
+    def _bounds(self) -> list[tuple[str, float, Callable[[float, float], bool]]]:
+        """(words, bound, holds(value, bound)) of each bound set."""
+        bounds = (
+            ("at least", self.at_least, lambda v, b: v >= b),
+            ("greater than", self.above, lambda v, b: v > b),
+            ("at most", self.at_most, lambda v, b: v <= b),
+            ("less than", self.below, lambda v, b: v < b),
+        )
+        return [(words, bound, holds) for words, bound, holds in bounds if bound is not None]
+
     def describe_range(self) -> str:
-        low = (
-            f"at least {_num(self.at_least)}"
-            if self.at_least is not None
-            else f"greater than {_num(self.above)}"
-            if self.above is not None
-            else ""
-        )
-        high = (
-            f"at most {_num(self.at_most)}"
-            if self.at_most is not None
-            else f"less than {_num(self.below)}"
-            if self.below is not None
-            else ""
-        )
         if self.at_least is not None and self.at_most is not None:
             return f"from {_num(self.at_least)} to {_num(self.at_most)}"
-        return " and ".join(part for part in (low, high) if part)
+        return " and ".join(f"{words} {_num(bound)}" for words, bound, _ in self._bounds())
 
     def violation(self, name: str, value: Any) -> str | None:
         """The one-line complaint about ``value`` (already of the right type), or None."""
@@ -81,12 +77,7 @@ class Limit:
             return _unknown_choice(name, value, allowed)
         if isinstance(value, bool) or not isinstance(value, int | float):
             return None
-        if (
-            (self.at_least is not None and value < self.at_least)
-            or (self.above is not None and value <= self.above)
-            or (self.at_most is not None and value > self.at_most)
-            or (self.below is not None and value >= self.below)
-        ):
+        if not all(holds(value, bound) for _, bound, holds in self._bounds()):
             return f"{name} must be {self.describe_range()}, got {value!r}"
         return None
 
@@ -157,9 +148,13 @@ def build_section(cls: type, raw: Any, path: tuple[str, ...] = ()) -> Any:
     if unknown:
         label = f"{where}: " if where else ""
         raise SettingError(path, f"{label}unknown setting(s) {', '.join(unknown)}")
-    instance = cls(**raw)
-    check_settings(instance, path)
-    return instance
+    hints, declared = _hints(cls), {f.name: f for f in dataclasses.fields(cls)}
+    # Checked before the dataclass sees them, so its own __post_init__ gets the right types.
+    values = {
+        name: _coerce(".".join((*path, name)), hints[name], value, declared[name].metadata)
+        for name, value in raw.items()
+    }
+    return cls(**values)
 
 
 def check_settings(instance: Any, path: tuple[str, ...] = ()) -> None:
@@ -266,13 +261,22 @@ def _kind(hint: Any) -> str:
         return " or ".join(kinds) + (" or null" if type(None) in typing.get_args(hint) else "")
     if origin is list:
         (item_hint,) = typing.get_args(hint) or (Any,)
-        return f"a list of {_kind(item_hint).removeprefix('an ').removeprefix('a ')}s"
+        return f"a list of {_plural(item_hint)}"
     return {
         bool: "true or false",
         int: "an integer",
         float: "a finite number",
         str: "a string",
     }.get(hint, str(hint))
+
+
+def _plural(hint: Any) -> str:
+    if typing.get_origin(hint) is list:
+        (item_hint,) = typing.get_args(hint) or (Any,)
+        return f"lists of {_plural(item_hint)}"
+    return {bool: "true/false values", int: "integers", float: "finite numbers"}.get(
+        hint, "strings" if hint is str else "values"
+    )
 
 
 def _num(value: float | None) -> str:

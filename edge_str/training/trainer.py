@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from edge_str.atomic import write_atomic, write_json
 from edge_str.cnn.sparsity import SparsityController
-from edge_str.config import TrainConfig
+from edge_str.config import TrainConfig, check_config
 from edge_str.data import load_task
 from edge_str.errors import EdgeStrError
 from edge_str.families import family_of
@@ -46,7 +46,6 @@ from edge_str.training.evaluation import accuracy
 from edge_str.training.optim import (
     build_optimizer,
     build_scheduler,
-    check_optimizer,
     restore_svd_forms,
 )
 from edge_str.training.summary import format_summary, model_summary
@@ -137,13 +136,11 @@ def _prepare_run_dir(cfg: TrainConfig, resume: bool) -> tuple[TrainConfig, Path]
 
 def train(cfg: TrainConfig, resume: bool = False, log=print) -> dict[str, Any]:
     """Train the model ``cfg`` describes; returns (and writes) the final summary."""
-    check_optimizer(cfg.optim)  # before the run folder is made
+    check_config(cfg)  # before the run folder is made
     cfg, run_dir = _prepare_run_dir(cfg, resume)
     device = resolve_device(cfg.device)
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
-    if cfg.optim.epochs < 1:
-        raise EdgeStrError("--epochs must be at least 1")
     data = load_task(cfg.task, cfg.data_dir, cfg.data)
     x_val, y_val = data.split_tensors("val")
     if len(y_val) == 0:
