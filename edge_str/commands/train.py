@@ -27,7 +27,7 @@ def register(subparsers) -> None:
     p.add_argument("--optimizer", help=f"{' | '.join(OPTIMIZERS)} (default adam; sgd: Nesterov)")
     p.add_argument("--seed", type=int)
     p.add_argument("--device", choices=("cpu", "cuda"))
-    p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's)")
+    p.add_argument("--threads", type=int, help="CPU threads for torch (0, the default: torch's)")
     p.add_argument("--hidden", type=int, help="FastGRNN hidden size")
     p.add_argument("--rank-mode", choices=RANK_MODES, help="FastGRNN W/U: learned, fixed or dense")
     p.add_argument("--rank-w", type=int, help="rank of W in fixed mode")

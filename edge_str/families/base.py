@@ -25,6 +25,17 @@ def lazy(target: str) -> Callable[..., Any]:
     return call
 
 
+def summary_hooks(prefix: str, module: str = "edge_str.training.summary") -> dict[str, Any]:
+    """The report hooks of a family named by convention in ``module``: ``is_<prefix>``,
+    ``<prefix>_summary``, ``<prefix>_epoch_text`` and ``<prefix>_final_text``."""
+    return {
+        "is_model": lazy(f"{module}:is_{prefix}"),
+        "summary": lazy(f"{module}:{prefix}_summary"),
+        "epoch_text": lazy(f"{module}:{prefix}_epoch_text"),
+        "final_text": lazy(f"{module}:{prefix}_final_text"),
+    }
+
+
 def no_controller(model: Any, cfg: Any) -> None:
     """The family trains with the optimizer alone (no per-step sparsity schedule)."""
     return None

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from edge_str.defaults import CNN_S_INIT
-from edge_str.families.base import ModelFamily, lazy
+from edge_str.families.base import ModelFamily, lazy, summary_hooks
 from edge_str.parametrization import GRANULARITIES
 from edge_str.validation import setting
 
@@ -65,10 +65,7 @@ FAMILY = ModelFamily(
     archs=CNN_ARCHS,
     config=CNNConfig,
     build=lazy("edge_str.cnn.build:build_cnn"),
-    is_model=lazy("edge_str.training.summary:is_cnn"),
-    summary=lazy("edge_str.training.summary:cnn_summary"),
-    epoch_text=lazy("edge_str.training.summary:cnn_epoch_text"),
-    final_text=lazy("edge_str.training.summary:cnn_final_text"),
+    **summary_hooks("cnn"),
     method=_method,
     controller=lazy("edge_str.cnn.sparsity:prepare_sparsity"),
     final_extras=lazy("edge_str.training.summary:cnn_final_extras"),

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from edge_str.defaults import LOWRANK_S_INIT
-from edge_str.families.base import ModelFamily, lazy
+from edge_str.families.base import ModelFamily, lazy, summary_hooks
 from edge_str.lowrank import RANK_MODES
 from edge_str.validation import setting
 
@@ -38,10 +38,7 @@ FAMILY = ModelFamily(
     archs=("fastgrnn",),
     config=FastGRNNConfig,
     build=lazy("edge_str.models:build_fastgrnn"),
-    is_model=lazy("edge_str.training.summary:is_fastgrnn"),
-    summary=lazy("edge_str.training.summary:fastgrnn_summary"),
-    epoch_text=lazy("edge_str.training.summary:fastgrnn_epoch_text"),
-    final_text=lazy("edge_str.training.summary:fastgrnn_final_text"),
+    **summary_hooks("fastgrnn"),
     method=lambda cfg: cfg.rank_mode,
     unused_settings=_unused,
 )
