@@ -49,7 +49,8 @@ class ModelConfig(*reversed([family.config for family in FAMILIES]), SharedModel
 
 @dataclass
 class OptimConfig:
-    epochs: int = setting(30, at_least=1)
+    # 0 only in a run made without training (the rank study's SVD truncations); train() needs 1+
+    epochs: int = setting(30, at_least=0)
     batch_size: int = setting(100, at_least=1)
     # adam: the FastGRNN paper's. sgd: the STR paper's CNN runs (Nesterov, momentum 0.875 on
     # ImageNet, 0.9 on CIFAR), where a threshold's step follows its summed task gradient; Adam

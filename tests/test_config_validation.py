@@ -32,7 +32,7 @@ def _train(tmp_path: Path) -> list[str]:
         (["--batch-size", "0"], "optim.batch_size must be at least 1, got 0"),
         (["--weight-decay", "-1"], "optim.weight_decay must be at least 0, got -1.0"),
         (["--threads", "-2"], "threads must be at least 0, got -2"),
-        (["--epochs", "0"], "optim.epochs must be at least 1, got 0"),
+        (["--epochs", "-1"], "optim.epochs must be at least 0, got -1"),
         (["--seed", "-1"], "seed must be from 0 to 4294967295, got -1"),
         (["--s-init", "nan"], "model.s_init must be a finite number, got nan"),
         (["--optimizer", "rmsprop"], "unknown optimizer 'rmsprop'; choose from adam, sgd"),
@@ -44,6 +44,14 @@ def test_bad_flags_are_one_line_naming_the_setting_and_its_range(tmp_path, capsy
     assert not (tmp_path / "run").exists()  # refused before the run folder is made
 
 
+def test_zero_epochs_is_a_stored_untrained_run_but_not_a_training(tmp_path, capsys):
+    line = refused([*_train(tmp_path), "--epochs", "0"], capsys)
+    assert line == "edge-str: error: optim.epochs must be at least 1 to train, got 0"
+    assert not (tmp_path / "run").exists()
+    untrained = make_config("har2", overrides={"optim": {"epochs": 0}})  # the study's SVD runs
+    assert TrainConfig.from_dict(untrained.to_dict()).optim.epochs == 0
+
+
 def test_threads_zero_keeps_torch_default():
     assert make_config("har2", overrides={"threads": 0}).threads == 0
 
@@ -51,8 +59,8 @@ def test_threads_zero_keeps_torch_default():
 @pytest.mark.parametrize(
     "text, message",
     [
-        ("optim:\n  epochs: ten\n", "optim.epochs must be an integer (at least 1), got 'ten'"),
-        ('optim:\n  epochs: "ten"\n', "optim.epochs must be an integer (at least 1), got 'ten'"),
+        ("optim:\n  epochs: ten\n", "optim.epochs must be an integer (at least 0), got 'ten'"),
+        ('optim:\n  epochs: "ten"\n', "optim.epochs must be an integer (at least 0), got 'ten'"),
         ("model:\n  hidden: 3.7\n", "model.hidden must be an integer (at least 1), got 3.7"),
         ("model:\n  hidden: null\n", "model.hidden must be an integer (at least 1), got None"),
         ("model:\n  svd_each_epoch: 1\n", "model.svd_each_epoch must be true or false, got 1"),
@@ -224,5 +232,5 @@ def test_any_yaml_of_known_keys_builds_a_valid_config_or_one_clear_error(tree):
     event("built")
     # valid: the checks pass again on what was built, and it survives a run folder's round trip
     assert cfg.model.arch in ARCHS and cfg.optim.lr > 0 and math.isfinite(cfg.optim.lr)
-    assert cfg.optim.epochs >= 1 and cfg.optim.batch_size >= 1 and cfg.threads >= 0
+    assert cfg.optim.epochs >= 0 and cfg.optim.batch_size >= 1 and cfg.threads >= 0
     assert TrainConfig.from_dict(cfg.to_dict()) == cfg

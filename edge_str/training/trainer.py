@@ -137,6 +137,8 @@ def _prepare_run_dir(cfg: TrainConfig, resume: bool) -> tuple[TrainConfig, Path]
 def train(cfg: TrainConfig, resume: bool = False, log=print) -> dict[str, Any]:
     """Train the model ``cfg`` describes; returns (and writes) the final summary."""
     check_config(cfg)  # before the run folder is made
+    if cfg.optim.epochs < 1:
+        raise EdgeStrError(f"optim.epochs must be at least 1 to train, got {cfg.optim.epochs}")
     cfg, run_dir = _prepare_run_dir(cfg, resume)
     device = resolve_device(cfg.device)
     if cfg.threads > 0:
