@@ -141,12 +141,11 @@ def field_names(cls: type) -> set[str]:
 
 def build_section(cls: type, raw: Any, path: tuple[str, ...] = ()) -> Any:
     """``cls`` from the mapping ``raw``, every value checked; raises ``SettingError``."""
-    where = ".".join(path)
+    label = f"{'.'.join(path)}: " if path else ""
     if not isinstance(raw, dict):
-        raise SettingError(path, f"{where or 'settings'}: expected a mapping, got {raw!r}")
+        raise SettingError(path, f"{label}expected a mapping, got {raw!r}")
     unknown = sorted(str(key) for key in set(raw) - field_names(cls))
     if unknown:
-        label = f"{where}: " if where else ""
         raise SettingError(path, f"{label}unknown setting(s) {', '.join(unknown)}")
     hints, declared = _hints(cls), {f.name: f for f in dataclasses.fields(cls)}
     # Checked before the dataclass sees them, so its own __post_init__ gets the right types.

@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from edge_str import EdgeStrError
+from edge_str.compare.settings import CompareSettings
 from edge_str.config import ModelConfig, OptimConfig, TrainConfig, make_config
 from edge_str.families import ARCHS, CNN, FASTGRNN, export_adapter, family_of
 from edge_str.families import register_export_adapter as register
@@ -234,3 +235,19 @@ def test_any_yaml_of_known_keys_builds_a_valid_config_or_one_clear_error(tree):
     assert cfg.model.arch in ARCHS and cfg.optim.lr > 0 and math.isfinite(cfg.optim.lr)
     assert cfg.optim.epochs >= 0 and cfg.optim.batch_size >= 1 and cfg.threads >= 0
     assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.dictionaries(
+        st.sampled_from([f.name for f in dataclasses.fields(CompareSettings)]), _VALUES, max_size=4
+    )
+)
+def test_any_compare_section_builds_settings_or_one_clear_error(raw):
+    try:
+        built = CompareSettings.from_dict(raw)
+    except EdgeStrError as error:
+        assert str(error) and "\n" not in str(error)
+        return
+    assert CompareSettings.from_dict(built.to_dict()) == built
+    assert built.finetune_epochs >= 1 and all(len(pair) == 2 for pair in built.fixed_ranks)
