@@ -136,7 +136,7 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
-    raw = read_document(path, "config file not found", "YAML")
+    raw = read_document(path, "config file not found", "YAML", "config file")
     if raw is None:
         return {}
     if not isinstance(raw, dict):

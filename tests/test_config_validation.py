@@ -251,3 +251,12 @@ def test_any_compare_section_builds_settings_or_one_clear_error(raw):
         return
     assert CompareSettings.from_dict(built.to_dict()) == built
     assert built.finetune_epochs >= 1 and all(len(pair) == 2 for pair in built.fixed_ranks)
+
+
+def test_a_config_path_that_is_not_a_readable_yaml_file_is_one_line(tmp_path):
+    with pytest.raises(EdgeStrError, match="cannot read the config file"):
+        make_config(None, tmp_path)  # a folder
+    binary = tmp_path / "c.yaml"
+    binary.write_bytes(b"\xff\xfe\x00bad")
+    with pytest.raises(EdgeStrError, match=f"{binary}: cannot read the config file"):
+        make_config(None, binary)

@@ -345,7 +345,7 @@ def read_budget(source: str | Path) -> dict[str, dict[str, Any]]:
     path = Path(source)
     if path.is_dir():
         path = path / "final.json"
-    raw = read_document(path, "missing; budget_from must name a finished STR run")
+    raw = read_document(path, "missing; budget_from must name a finished STR run", what="budget")
     layers = raw.get("budget", {}).get("layers") if isinstance(raw, dict) else None
     if not isinstance(layers, list):
         raise EdgeStrError(f'{path}: no per-layer budget ("budget": {{"layers": [...]}})')
