@@ -139,6 +139,9 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         raw = yaml.safe_load(path.read_text())
     except FileNotFoundError:
         raise EdgeStrError(f"{path}: config file not found") from None
+    except (OSError, UnicodeDecodeError) as error:  # a folder, unreadable, not text
+        why = getattr(error, "strerror", None) or type(error).__name__
+        raise EdgeStrError(f"{path}: cannot read the config file ({why})") from None
     except yaml.YAMLError as error:
         raise EdgeStrError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
     if raw is None:

@@ -27,7 +27,7 @@ import torch
 from filelock import FileLock, Timeout
 from torch import nn
 
-from edge_str.atomic import write_atomic, write_json
+from edge_str.atomic import file_in_the_way, write_atomic, write_json
 from edge_str.config import TrainConfig, _drop_none, _merge, read_yaml
 from edge_str.errors import EdgeStrError
 
@@ -207,10 +207,15 @@ def claimed_run_dir(run_dir: Path) -> Iterator[None]:
     removed (in a folder that was there, the config.json it wrote).
     """
     created = not run_dir.exists()
+    blocking = run_dir if run_dir.is_file() else file_in_the_way(run_dir)
+    if blocking is not None:
+        raise EdgeStrError(f"--out {run_dir}: {blocking} is a file, not a folder")
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError):
-        raise EdgeStrError(f"--out {run_dir}: a file is in the way of the run folder") from None
+    except OSError as error:
+        raise EdgeStrError(
+            f"--out {run_dir}: cannot make the run folder ({error.strerror})"
+        ) from None
     lock = FileLock(run_dir / LOCK_FILE, timeout=0)
     try:
         lock.acquire()

@@ -95,3 +95,10 @@ def test_cache_info_and_clean(tree, tmp_path, capsys):
     assert main(["cache", "clean", "--cache-dir", str(cache)]) == 0
     assert "removed 1 entries" in capsys.readouterr().out
     assert sorted(p.name for p in cache.iterdir()) == ["mine"]
+
+
+@pytest.mark.parametrize("task", ["har2", "google12"])
+def test_synth_into_a_folder_under_a_file_is_one_line(tmp_path, capsys, task):
+    (tmp_path / "plain").write_text("a file")
+    line = refused(["data", "synth", task, "--out", str(tmp_path / "plain" / "tree")], capsys)
+    assert f"{tmp_path / 'plain'} is a file, not a folder" in line

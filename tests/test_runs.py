@@ -174,3 +174,13 @@ def test_checkpoints_load_weights_only(har_tree, tmp_path, capsys):
     capsys.readouterr()
     line = refused(["evaluate", str(run)], capsys)
     assert "best.pt: holds pickled objects other than tensors" in line
+
+
+def test_out_under_a_file_and_a_config_that_is_not_a_file_are_one_line(har_tree, tmp_path, capsys):
+    (tmp_path / "plain").write_text("a file")
+    argv = ["train", "--task", "har2", "--data", str(har_tree), "--epochs", "1"]
+    line = refused([*argv, "--out", str(tmp_path / "plain" / "run")], capsys)
+    assert f"{tmp_path / 'plain'} is a file, not a folder" in line
+    line = refused([*argv, "--out", str(tmp_path / "r"), "--config", str(tmp_path)], capsys)
+    assert f"{tmp_path}: cannot read the config file" in line
+    assert not (tmp_path / "r").exists()
