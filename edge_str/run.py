@@ -17,6 +17,7 @@ import dataclasses
 import json
 import pickle
 import shutil
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -97,13 +98,31 @@ def _plain(value: Any) -> Any:
     raise TypeError(f"cannot store {type(value).__name__} in a checkpoint")
 
 
+CHECKSUM_ENTRY = "crc32"  # CRC-32 of every tensor's bytes: torch.load does not check them
+
+
+def _tensor_checksums(value: Any, prefix: str = "") -> dict[str, int]:
+    if isinstance(value, torch.Tensor):
+        data = value.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy()
+        return {prefix: zlib.crc32(data)}
+    if not isinstance(value, dict | list | tuple):
+        return {}
+    items = value.items() if isinstance(value, dict) else enumerate(value)
+    sums = {}
+    for key, item in items:
+        sums.update(_tensor_checksums(item, f"{prefix}.{key}" if prefix else str(key)))
+    return sums
+
+
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     """torch.save of ``payload``, with every entry a weights-only load cannot read stored as
-    JSON instead: loading needs ``weights_only=True`` only (no pickled objects run on load)."""
+    JSON instead: loading needs ``weights_only=True`` only (no pickled objects run on load).
+    The tensors' CRC-32s go with them, so a file damaged on disk is found on load."""
     safe = {k: v for k, v in payload.items() if _weights_only_safe(v)}
     rest = {k: v for k, v in payload.items() if k not in safe}
     if rest:
         safe[JSON_ENTRY] = json.dumps(rest, default=_plain)
+    safe[CHECKSUM_ENTRY] = _tensor_checksums(safe)
     write_atomic(path, lambda tmp: torch.save(safe, tmp))
 
 
@@ -121,6 +140,12 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         raise EdgeStrError(f"{path}: unreadable checkpoint ({type(error).__name__})") from None
     if not isinstance(payload, dict):
         raise EdgeStrError(f"{path}: not an edge_str checkpoint (holds a {type(payload).__name__})")
+    stored = payload.pop(CHECKSUM_ENTRY, None)
+    if isinstance(stored, dict):  # files written before checksums have none to check
+        actual = _tensor_checksums(payload)
+        bad = next((name for name in stored if actual.get(name) != stored[name]), None)
+        if bad is not None:
+            raise EdgeStrError(f"{path}: damaged on disk ({bad} fails its checksum)")
     if isinstance(payload.get(JSON_ENTRY), str):
         payload.update(json.loads(payload.pop(JSON_ENTRY)))
     return payload

@@ -184,3 +184,23 @@ def test_out_under_a_file_and_a_config_that_is_not_a_file_are_one_line(har_tree,
     line = refused([*argv, "--out", str(tmp_path / "r"), "--config", str(tmp_path)], capsys)
     assert f"{tmp_path}: cannot read the config file" in line
     assert not (tmp_path / "r").exists()
+
+
+def test_a_checkpoint_damaged_on_disk_is_found(har_tree, tmp_path, capsys):
+    import struct
+    import zipfile
+
+    run = tmp_path / "run"
+    assert _train(har_tree, run, "--epochs", "1") == 0
+    raw = bytearray((run / "best.pt").read_bytes())
+    with zipfile.ZipFile(run / "best.pt") as archive:  # zero one tensor's bytes in place
+        record = next(i for i in archive.infolist() if "/data/" in i.filename and i.file_size)
+    name_len, extra_len = struct.unpack(
+        "<HH", raw[record.header_offset + 26 : record.header_offset + 30]
+    )
+    start = record.header_offset + 30 + name_len + extra_len
+    raw[start : start + record.file_size] = bytes(record.file_size)
+    (run / "best.pt").write_bytes(bytes(raw))
+    capsys.readouterr()
+    line = refused(["evaluate", str(run)], capsys)
+    assert "best.pt: damaged on disk (model." in line and "fails its checksum" in line
