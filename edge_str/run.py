@@ -29,8 +29,9 @@ from filelock import FileLock, Timeout
 from torch import nn
 
 from edge_str.atomic import file_in_the_way, write_atomic, write_json
-from edge_str.config import TrainConfig, _drop_none, _merge, read_yaml
+from edge_str.config import TrainConfig, read_yaml
 from edge_str.errors import EdgeStrError
+from edge_str.validation import drop_none, merge
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
@@ -217,10 +218,8 @@ def resume_config(
     if not (Path(run_dir) / LAST_CHECKPOINT).is_file():
         raise EdgeStrError(f"{run_dir}: nothing to resume (no {LAST_CHECKPOINT})")
     saved = load_run_info(run_dir).config.to_dict()
-    asked = _merge(
-        read_yaml(yaml_path) if yaml_path is not None else {}, _drop_none(overrides or {})
-    )
-    return TrainConfig.from_dict(_merge(saved, asked), f"{run_dir}/{CONFIG_FILE}")
+    asked = merge(read_yaml(yaml_path) if yaml_path is not None else {}, drop_none(overrides or {}))
+    return TrainConfig.from_dict(merge(saved, asked), f"{run_dir}/{CONFIG_FILE}")
 
 
 @contextmanager
