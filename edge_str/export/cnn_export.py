@@ -468,8 +468,7 @@ def export_cnn_model(
 
         if extra:
             report.update(extra)
-        for src, dst in moves:
-            os.replace(src, dst)  # within one folder: an atomic rename
+        paths.move_into_place(moves)
     write_json(paths.report, report)
     return report
 

@@ -25,6 +25,7 @@ import onnx
 import torch
 from onnx import helper, numpy_helper
 
+from edge_str.atomic import file_in_the_way
 from edge_str.errors import EdgeStrError
 
 DEFAULT_OPSET = 13  # opset-13 Split (FastGRNN), Conv/Gemm (CNNs); MCU tools know 13
@@ -57,6 +58,9 @@ class ExportPaths:
             raise EdgeStrError(f"--out {out}: the file name must end in .onnx")
         if out.is_dir():
             raise EdgeStrError(f"--out {out}: is a directory")
+        blocking = file_in_the_way(out)
+        if blocking is not None:
+            raise EdgeStrError(f"--out {out}: {blocking} is a file, not a folder")
         stem = out.with_suffix("")
         return cls(
             onnx=out,
@@ -65,6 +69,17 @@ class ExportPaths:
             step_int8=Path(f"{stem}.step.int8.onnx"),
             report=Path(f"{stem}.json"),
         )
+
+    def move_into_place(self, moves: list[tuple[Path, Path]]) -> None:
+        """Rename the checked files onto their targets, then remove the siblings this export
+        did not write: a FILE.int8.onnx or FILE.step.onnx of an earlier export (of another
+        checkpoint, maybe) must not sit beside a report that says there is none."""
+        for src, dst in moves:
+            os.replace(src, dst)  # within one folder: an atomic rename
+        written = {dst for _, dst in moves}
+        for sibling in (self.step, self.int8, self.step_int8):
+            if sibling not in written:
+                sibling.unlink(missing_ok=True)
 
 
 # ----------------------------------------------------------------------------- running ONNX

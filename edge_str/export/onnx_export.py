@@ -343,8 +343,7 @@ def export_model(
 
         if extra:
             report.update(extra)
-        for src, dst in moves:
-            os.replace(src, dst)  # within one folder: an atomic rename
+        paths.move_into_place(moves)
     write_json(paths.report, report)
     return report
 
