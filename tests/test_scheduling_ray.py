@@ -59,6 +59,7 @@ def _table(rows: list[dict]) -> list[dict]:
     return [{k: v for k, v in r.items() if k != "train_seconds"} for r in rows]
 
 
+@pytest.mark.slow
 @needs_ray
 def test_ray_study_gives_the_local_table(har, tmp_path, cluster, capsys):
     cfg, settings = _study(har, tmp_path)
@@ -73,6 +74,7 @@ def test_ray_study_gives_the_local_table(har, tmp_path, cluster, capsys):
     assert "warning" not in capsys.readouterr().err  # one node, and it sees the folder
 
 
+@pytest.mark.slow
 @needs_ray
 def test_interrupted_ray_study_resumes(har, tmp_path, cluster):
     cfg, settings = _study(har, tmp_path)
