@@ -4,7 +4,7 @@ See ``edge_str.compare.study`` for what runs and how it resumes. From Python:
 
     from edge_str.compare import load_study_config, run_study
     cfg, settings = load_study_config("har2", overrides={"data_dir": "data/har"}, quick=True)
-    result = run_study(cfg, settings, "studies/har2", jobs=2)
+    result = run_study(cfg, settings, "studies/har2", jobs=2)  # or backend="ray", address=...
     print(result.summary_line())   # and studies/har2/compare.{csv,md,png}
 """
 

@@ -14,8 +14,8 @@ Every run is a trainer run directory under ``OUT/runs/<name>/`` (svd runs write 
 without training). The SVD runs need the dense run and their STR run, so they start when those
 have finished. A run whose ``final.json`` exists is reused; one with a ``last.pt`` but no
 ``final.json`` continues with resume; a failed run is recorded with its error and the study goes
-on. Runs execute in worker processes ("spawn", one torch thread each) or, with ``jobs=1``, in
-this process.
+on. Runs are ``edge_str.scheduling`` jobs: in worker processes ("spawn", one torch thread each),
+with ``jobs=1`` in this process, or with ``backend="ray"`` as Ray tasks.
 """
 
 from __future__ import annotations
