@@ -15,7 +15,15 @@ from edge_str.errors import EdgeStrError
 from edge_str.training.distributed import launched_rank
 
 # Subcommand modules, in the order `edge-str --help` lists them.
-COMMAND_MODULES: tuple[str, ...] = ("data", "train", "evaluate", "export", "compare")
+COMMAND_MODULES: tuple[str, ...] = (
+    "data",
+    "train",
+    "evaluate",
+    "export",
+    "compare",
+    "predict",
+    "detect",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -449,6 +449,15 @@ def accuracy_of(logits: np.ndarray, y: np.ndarray | None) -> float | None:
 HeldoutLoader = Callable[["RunInfo"], tuple[torch.Tensor | None, torch.Tensor | None, str]]
 
 
+def front_end_of(info: RunInfo) -> str | None:
+    """The JSON of a run's audio front end (None for a task whose input is not audio)."""
+    if info.config.task != "google12":
+        return None
+    from edge_str.inference.frontend import FrontEnd
+
+    return FrontEnd.from_data_config(info.config.data).to_json()
+
+
 def resolve_heldout(
     run_dir: str | os.PathLike,
     info: RunInfo,
@@ -500,11 +509,22 @@ def write_checked(
     return logits
 
 
-def describe(model: onnx.ModelProto, class_names: Sequence[str] | None, kind: str) -> None:
-    """Model-level metadata a device integrator needs (not per-node debugging data)."""
+def describe(
+    model: onnx.ModelProto,
+    class_names: Sequence[str] | None,
+    kind: str,
+    front_end: str | None = None,
+) -> None:
+    """Model-level metadata a device integrator needs (not per-node debugging data).
+
+    ``front_end``: the JSON of the audio front end the model was trained on
+    (``edge_str.inference.FrontEnd``), so a WAV can be turned into its input from the file alone.
+    """
     props = {"edge_str.graph": kind}
     if class_names is not None:
         props["edge_str.class_names"] = json.dumps(list(class_names))
+    if front_end is not None:
+        props["edge_str.front_end"] = front_end
     helper.set_model_props(model, props)
 
 
