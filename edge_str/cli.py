@@ -12,6 +12,7 @@ import importlib
 import sys
 
 from edge_str.errors import EdgeStrError
+from edge_str.training.distributed import launched_rank
 
 # Subcommand modules, in the order `edge-str --help` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -49,10 +50,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = sys.argv[1:] if argv is None else list(argv)  # for `train --ddp` to relaunch
     try:
         return int(args.func(args) or 0)
     except EdgeStrError as error:
-        print(f"edge-str: error: {error}", file=sys.stderr)
+        if launched_rank() == 0:  # under torchrun every rank meets the same error: one says it
+            print(f"edge-str: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("edge-str: interrupted", file=sys.stderr)

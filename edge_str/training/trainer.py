@@ -10,6 +10,7 @@ one exactly.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -46,6 +47,7 @@ from edge_str.run import (
     save_checkpoint,
     save_run_info,
 )
+from edge_str.training.distributed import Replicas
 from edge_str.training.evaluation import accuracy
 from edge_str.training.optim import (
     build_optimizer,
@@ -151,19 +153,36 @@ def _what_is_kept(run_dir: Path) -> str:
 
 
 def train(cfg: TrainConfig, resume: bool = False, log=print) -> dict[str, Any]:
-    """Train the model ``cfg`` describes; returns (and writes) the final summary."""
+    """Train the model ``cfg`` describes; returns (and writes) the final summary.
+
+    Under torchrun, one rank of a DistributedDataParallel run (``edge_str.training.distributed``):
+    ``optim.batch_size`` is then the global batch, and only rank 0 writes, logs and holds the
+    run folder's lock.
+    """
     check_config(cfg)  # before the run folder is made
     if cfg.optim.epochs < 1:
         raise EdgeStrError(f"optim.epochs must be at least 1 to train, got {cfg.optim.epochs}")
-    device = resolve_device(cfg.device)
     cfg = absolute_paths(cfg)  # config.json must work from any folder (evaluate, export)
     run_dir = Path(cfg.out)
-    with claimed_run_dir(run_dir):
-        cfg, saved = _prepare_run_dir(cfg, resume)
-        return _train(cfg, run_dir, saved, device, log)
+    replicas = Replicas.from_environment(cfg.device)
+    try:
+        claim = claimed_run_dir(run_dir) if replicas.is_main else contextlib.nullcontext()
+        with claim:
+            cfg, saved = _prepare_run_dir(cfg, resume)
+            device = replicas.device(resolve_device(cfg.device))
+            log = log if replicas.is_main else _quiet
+            return _train(cfg, run_dir, saved, device, log, replicas)
+    finally:
+        replicas.close()
 
 
-def _train(cfg: TrainConfig, run_dir: Path, saved, device, log) -> dict[str, Any]:
+def _quiet(text: str) -> None:
+    return None
+
+
+def _train(
+    cfg: TrainConfig, run_dir: Path, saved, device, log, replicas: Replicas
+) -> dict[str, Any]:
     resume = saved is not None
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
@@ -179,6 +198,7 @@ def _train(cfg: TrainConfig, run_dir: Path, saved, device, log) -> dict[str, Any
         load_init_weights(model, cfg.model.init_weights)
     controller = sparsity_controller(model, cfg)
     model.to(device)
+    net = replicas.wrap(model)  # what training steps run through: DDP when distributed
     optimizer = build_optimizer(model, cfg.optim)
     scheduler = build_scheduler(optimizer, cfg.optim)
     history: list[dict[str, Any]] = []
@@ -205,7 +225,8 @@ def _train(cfg: TrainConfig, run_dir: Path, saved, device, log) -> dict[str, Any
                             "epochs_before": saved.optim.epochs})  # fmt: skip
             log(f"resuming {run_dir} after epoch {start_epoch}: epochs "
                 f"{saved.optim.epochs} -> {cfg.optim.epochs}")  # fmt: skip
-    save_run_info(run_dir, RunInfo(cfg, data.class_names, tuple(data.input_shape)))
+    if replicas.is_main:
+        save_run_info(run_dir, RunInfo(cfg, data.class_names, tuple(data.input_shape)))
 
     loss_fn = nn.CrossEntropyLoss()
     steps = math.ceil(data.num_examples("train") / cfg.optim.batch_size)
@@ -213,68 +234,86 @@ def _train(cfg: TrainConfig, run_dir: Path, saved, device, log) -> dict[str, Any
     try:
         for epoch in range(start_epoch, cfg.optim.epochs):
             record = _train_epoch(
-                model, data, cfg, epoch, steps, optimizer, loss_fn, device, controller
+                net, data, cfg, epoch, steps, optimizer, loss_fn, device, controller, replicas
             )
             if cfg.model.svd_each_epoch:
                 restore_svd_forms(model, optimizer)
+            replicas.broadcast_model(model)  # rank 0's refactored factors on every rank
             scheduler.step()
             record["val_accuracy"] = accuracy(model, x_val, y_val, device=str(device))
             if controller is not None:
                 record.update(controller.metrics())
-            record.update(model_summary(model))
+            summary = model_summary(model)
+            replicas.check_in_sync(model, summary, epoch)
+            record.update(summary)
             history.append(record)
             eligible = controller is None or controller.reached_target()
             # On a tie the later epoch wins: as thresholds rise it is the smaller model.
             if eligible and record["val_accuracy"] >= best["val_accuracy"]:
                 best = {"val_accuracy": record["val_accuracy"], "epoch": epoch}
-                save_checkpoint(run_dir / BEST_CHECKPOINT, {"model": model.state_dict(), **best})
-            save_checkpoint(
-                run_dir / LAST_CHECKPOINT,
-                {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "epoch": epoch,
-                    "history": history,
-                    "best": best,
-                    "rng": _rng_state(),
-                    "sparsity": None if controller is None else controller.state_dict(),
-                    "config": cfg.to_dict(),
-                    "resumes": resumes,
-                },
-            )
-            _write_metrics(run_dir, history)
-            log(
-                f"epoch {epoch + 1}/{cfg.optim.epochs} loss {record['train_loss']:.4f} "
-                f"train {record['train_accuracy']:.2%} val {record['val_accuracy']:.2%} "
-                f"{format_summary(record, cfg.model.arch)} {record['seconds']:.1f}s"
-            )
+                if replicas.is_main:
+                    save_checkpoint(
+                        run_dir / BEST_CHECKPOINT, {"model": model.state_dict(), **best}
+                    )
+            if replicas.is_main:  # the run folder is rank 0's
+                save_checkpoint(
+                    run_dir / LAST_CHECKPOINT,
+                    {
+                        "model": model.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(),
+                        "epoch": epoch,
+                        "history": history,
+                        "best": best,
+                        "rng": _rng_state(),
+                        "sparsity": None if controller is None else controller.state_dict(),
+                        "config": cfg.to_dict(),
+                        "resumes": resumes,
+                    },
+                )
+                _write_metrics(run_dir, history)
+                log(
+                    f"epoch {epoch + 1}/{cfg.optim.epochs} loss {record['train_loss']:.4f} "
+                    f"train {record['train_accuracy']:.2%} val {record['val_accuracy']:.2%} "
+                    f"{format_summary(record, cfg.model.arch)} {record['seconds']:.1f}s"
+                )
     except KeyboardInterrupt:
+        if not replicas.is_main:
+            raise
         kept = _what_is_kept(run_dir)
         then = ": continue with --resume" if (run_dir / LAST_CHECKPOINT).is_file() else ""
         print(f"edge-str: interrupted in epoch {epoch + 1}; {kept}{then}", file=sys.stderr)
         raise
     except TrainingDiverged as error:
+        if not replicas.is_main:
+            raise
         raise TrainingDiverged(f"{error}; {_what_is_kept(run_dir)}") from None
-    return _finish(run_dir, cfg, data, history, best, device, resumes)
+    final = (
+        _finish(run_dir, cfg, data, history, best, device, resumes) if replicas.is_main else None
+    )
+    return replicas.from_main(final)
 
 
 def _train_epoch(
-    model, data, cfg, epoch, steps, optimizer, loss_fn, device, controller
+    model, data, cfg, epoch, steps, optimizer, loss_fn, device, controller, replicas
 ) -> dict[str, Any]:
     model.train()
     start = time.perf_counter()
     total_loss, correct, seen = 0.0, 0, 0
     batches = data.train_batches(epoch, cfg.optim.batch_size, cfg.seed)
-    bar = tqdm(batches, total=steps, desc=f"epoch {epoch + 1}", leave=False, disable=None)
+    show = None if replicas.is_main else True  # tqdm: None = only on a terminal
+    bar = tqdm(batches, total=steps, desc=f"epoch {epoch + 1}", leave=False, disable=show)
     for step, (x, y) in enumerate(bar):
+        batch = len(y)  # the global batch; under DDP this rank trains on its share
+        x, y = replicas.shard(x, y)
         x, y = x.to(device), y.to(device)
         optimizer.zero_grad(set_to_none=True)
         logits = model(x)
-        loss = loss_fn(logits, y)
-        if not torch.isfinite(loss):
+        loss = replicas.batch_loss(loss_fn, logits, y, batch)
+        batch_loss, batch_correct = replicas.batch_totals(loss, (logits.argmax(-1) == y).sum())
+        if not math.isfinite(batch_loss):
             raise TrainingDiverged(
-                f"training diverged in epoch {epoch + 1} (loss {loss.item()}); lower --lr or "
+                f"training diverged in epoch {epoch + 1} (loss {batch_loss}); lower --lr or "
                 "--weight-decay in a new run"
             )
         loss.backward()
@@ -283,9 +322,9 @@ def _train_epoch(
         optimizer.step()
         if controller is not None:
             controller.step(epoch, step, steps, cfg.optim.epochs)
-        total_loss += loss.item() * len(y)
-        correct += int((logits.argmax(-1) == y).sum())
-        seen += len(y)
+        total_loss += batch_loss * batch
+        correct += batch_correct
+        seen += batch
         bar.set_postfix(loss=f"{total_loss / seen:.4f}")
     return {
         "epoch": epoch + 1,
