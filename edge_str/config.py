@@ -27,6 +27,9 @@ class ModelConfig:
     rank_w: int | None = None  # fixed mode: rank of W (default full)
     rank_u: int | None = None  # fixed mode: rank of U (default full)
     s_init: float = -10.0  # STR threshold init; g = exp on singular values: exp(-10) ~ 4.5e-5
+    # FastGRNN gates: exact sigmoid/tanh, or piecewise linear (what an integer-only C export
+    # computes, `edge-str export --c DIR --integer`), so the model is trained for them.
+    gates: str = "exact"
     # STR mode: refactor W1·diag(sigma)·W2 as its SVD after every epoch, so the threshold acts
     # on true singular values (see edge_str.lowrank). Off, sigma drifts from them and W keeps
     # full rank on the demo data (measured).

@@ -100,6 +100,7 @@ FLOAT_OPS = frozenset(
         "Div",
         "Sigmoid",
         "Tanh",
+        "Clip",  # piecewise-linear gates (model.gates: piecewise)
         "Concat",
         "Slice",
         "Split",
