@@ -25,19 +25,20 @@ from typing import Any
 import numpy as np
 import torch
 
+from edge_str.atomic import write_json
 from edge_str.errors import EdgeStrError
 from edge_str.export.c.codegen import CCode, generate, valid_prefix
 from edge_str.export.c.lower import MODES, FloatModel, integerize, lower, quantize_input
 from edge_str.export.c.toolchain import (
     CROSS_M4,
-    OPT_LEVELS,
     build_runner,
     cross_compiler,
     host_compiler,
     object_size,
     run_sequences,
 )
-from edge_str.export.compact_model import CompactFastGRNN
+from edge_str.export.compact_model import CompactFastGRNN, compact_fastgrnn
+from edge_str.fastgrnn import FastGRNNClassifier
 
 C_FLOAT_TOLERANCE = 1e-5  # max |compiled float32 C - torch| on logits
 DEFAULT_PREFIX = "fastgrnn"
@@ -93,38 +94,26 @@ def write_sources(code: CCode, folder: Path) -> Path:
     return folder / f"{code.prefix}.c"
 
 
-def _sizes(folder: Path, code: CCode) -> dict[str, Any]:
-    source = folder / f"{code.prefix}.c"
-    host = host_compiler()
-    out: dict[str, Any] = {}
-    if host is not None:
-        for opt in OPT_LEVELS:
-            size = object_size(host, source, opt)
-            out[f"host{opt}"] = {
-                "text": size.text,
-                "rodata": size.rodata,
-                "data": size.data,
-                "bss": size.bss,
-                "stack": size.stack,
-            }
+def _sizes(source: Path, state_bytes: int) -> dict[str, Any]:
+    """Flash, RAM and stack of one generated .c: Cortex-M4F -Os where arm-none-eabi-gcc is
+    installed, else the host compiler at -Os (``target`` says which)."""
     cross = cross_compiler()
     if cross is not None:
-        size = object_size(cross, source, "-Os", CROSS_M4[1])
-        out["cortex_m4"] = {
-            "text": size.text,
-            "rodata": size.rodata,
-            "data": size.data,
-            "bss": size.bss,
-            "stack": size.stack,
-            "flags": " ".join(("-Os", *CROSS_M4[1])),
-        }
-    target = out.get("cortex_m4") or out.get("host-Os")
-    if target is not None:
-        out["target"] = "cortex-m4" if "cortex_m4" in out else "host"
-        out["flash_bytes"] = target["text"] + target["rodata"] + target["data"]
-        out["ram_bytes"] = code.state_bytes + target["data"] + target["bss"]
-        out["stack_bytes"] = target["stack"]
-    return out
+        size, target, flags = (
+            object_size(cross, source, "-Os", CROSS_M4[1]),
+            "cortex-m4",
+            CROSS_M4[1],
+        )
+    else:
+        size, target, flags = object_size(host_compiler(), source, "-Os"), "host", ()
+    return {
+        "target": target,
+        "flags": " ".join(("-Os", *flags)),
+        "sections": {"text": size.text, "rodata": size.rodata, "data": size.data, "bss": size.bss},
+        "flash_bytes": size.flash,
+        "ram_bytes": state_bytes + size.ram,
+        "stack_bytes": size.stack,
+    }
 
 
 def export_c(
@@ -208,7 +197,7 @@ def export_c(
                         "accuracy": _accuracy(logits, y),
                     }
                 )
-                figures.update(_sizes(folder, code))
+                figures.update(_sizes(folder / f"{prefix}.c", code.state_bytes))
             modes[m] = figures
         if compiler is None:
             note = "no C compiler (gcc, cc or clang) found: the C was not compiled or checked"
@@ -254,3 +243,71 @@ def export_c(
             "modes": modes,
         }
     }
+
+
+def export_c_model(
+    model: FastGRNNClassifier,
+    c_dir: str | os.PathLike,
+    x: torch.Tensor,
+    y: torch.Tensor | None = None,
+    *,
+    mode: str = "float32",
+    prefix: str = DEFAULT_PREFIX,
+    features: dict[str, Any] | None = None,
+    class_names: list[str] | None = None,
+) -> dict[str, Any]:
+    """The C export of a FastGRNN in memory: DIR/NAME.h, DIR/NAME.c and DIR/NAME.json.
+
+    Bakes and compacts a copy of ``model`` (the model is left as it is), then ``export_c``;
+    the files are renamed into ``c_dir`` only after every check passed. Returns the report
+    (ranks, MACs, the trained model's accuracy and the "c" fields), also in DIR/NAME.json.
+    """
+    c_dir = validate_c_options(c_dir, prefix)
+    if mode not in MODES:
+        raise EdgeStrError(f"C mode {mode}: must be one of {', '.join(MODES)}")
+    was_training = model.training
+    model.eval()
+    try:
+        compact, summary = compact_fastgrnn(model)
+        with torch.no_grad():
+            reference = model(x).numpy()
+    finally:
+        model.train(was_training)
+    cost = model.cost()
+    ranks = {name: s.to_dict() for name, s in summary.items()}
+    y_np = None if y is None else torch.as_tensor(y).long().numpy()
+    c_dir.mkdir(parents=True, exist_ok=True)
+    staged: list[tuple[Path, Path]] = []
+    with tempfile.TemporaryDirectory(prefix=".edge_str-c-", dir=c_dir) as tmp:
+
+        def stage_file(target: Path) -> Path:
+            staged.append((Path(tmp) / target.name, target))
+            return staged[-1][0]
+
+        fields = export_c(
+            compact,
+            ranks,
+            cost.macs_per_step_compact,
+            cost.head_macs,
+            reference,
+            x,
+            y_np,
+            c_dir,
+            stage_file,
+            mode=mode,
+            prefix=prefix,
+            features=features,
+            class_names=class_names,
+        )
+        report = {
+            "ranks": ranks,
+            "params": cost.params_compact,
+            "macs_per_step": cost.macs_per_step_compact,
+            "head_macs": cost.head_macs,
+            "accuracy": {"torch": _accuracy(reference, y_np)},
+            **fields,
+        }
+        for src, dst in staged:
+            os.replace(src, dst)
+    write_json(c_dir / f"{prefix}.json", report)
+    return report
