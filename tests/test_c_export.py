@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -297,3 +298,37 @@ def test_refusals_write_nothing(trained, heldout, tmp_path):
     with pytest.raises(EdgeStrError, match="C identifier"):
         export_c_model(model, tmp_path / "c", x, y, prefix="2bad")
     assert not (tmp_path / "c").exists()
+
+
+# --------------------------------------------------------------------------- the example
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "c_kws"
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="no make")
+@pytest.mark.parametrize("mode", ["float32", "integer"])
+def test_example_prints_the_class_of_each_utterance(trained, heldout, tmp_path, mode):
+    x, y = heldout
+    names = ["left", "right", "stop"]
+    report = export_c_model(
+        _pruned(trained, w=3, u=5), tmp_path / "c", x, y, mode=mode, prefix="kws", class_names=names
+    )
+    n = 6
+    frames = tmp_path / "frames.txt"
+    frames.write_text(
+        "".join(
+            "".join(" ".join(f"{v:.9g}" for v in row) + "\n" for row in seq) + "\n"
+            for seq in x[:n].numpy()
+        )
+    )
+    program = tmp_path / "kws"
+    make = ["make", "-s", "-C", str(EXAMPLE), f"MODEL_DIR={tmp_path / 'c'}", "PREFIX=kws"]
+    subprocess.run([*make, f"PROGRAM={program}"], check=True, capture_output=True)
+    out = subprocess.run([str(program), str(frames)], check=True, capture_output=True, text=True)
+    expected, _ = _c_logits(tmp_path / "c", report, x[:n])
+    lines = out.stdout.strip().splitlines()
+    assert len(lines) == n
+    for i, (line, logits) in enumerate(zip(lines, expected)):
+        best = int(logits.argmax())
+        assert line.startswith(f"utterance {i}: class {best} ({names[best]}), logit ")
+        assert float(line.rsplit(" ", 1)[1]) == pytest.approx(logits[best], abs=1e-3)

@@ -68,7 +68,7 @@ def _c_string(text: str) -> str:
     return '"' + str(text).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def _float_literal(value: float) -> str:
+def float_literal(value: float) -> str:
     text = f"{float(np.float32(value)):.9g}"
     if not any(c in text for c in ".en"):
         text += ".0"
@@ -87,7 +87,7 @@ class _Emitter:
         full = f"{self.prefix}_{name}"
         flat = np.asarray(values).ravel()
         if ctype == "float":
-            items = [_float_literal(v) for v in flat]
+            items = [float_literal(v) for v in flat]
         else:
             items = [str(int(v)) for v in flat]
         per = _PER_LINE[ctype]
@@ -100,7 +100,7 @@ class _Emitter:
 
 # ----------------------------------------------------------------------------- helpers in C
 
-_FLOAT_HELPERS = """\
+FLOAT_HELPERS = """\
 /* out[i] (+)= sum_j m[i][j] v[j] for a row-major (rows x cols) matrix. */
 static void {p}_matvec(const float *m, int rows, int cols, const float *v, float *out, int add)
 {{
@@ -113,6 +113,20 @@ static void {p}_matvec(const float *m, int rows, int cols, const float *v, float
         }}
         out[i] = add ? out[i] + acc : acc;
     }}
+}}
+"""
+
+# Smooth gates from one expf each: glibc's and newlib's tanhf cost several expf, and
+# tanh(p) = 1 - 2 / (1 + e^(2p)) is exact algebra (absolute error ~1e-7 in float32 near 0).
+EXACT_GATES = """\
+static float {p}_sigmoid(float p)
+{{
+    return 1.0f / (1.0f + expf(-p));
+}}
+
+static float {p}_tanh(float p)
+{{
+    return 1.0f - 2.0f / (1.0f + expf(2.0f * p));
 }}
 """
 
@@ -389,14 +403,14 @@ def generate(
             ]
         else:
             gate_lines = [
-                "        float z = 1.0f / (1.0f + expf(-p));",
-                f"        float t = tanhf(p + {bd_name}[i]);",
+                f"        float z = {p}_sigmoid(p);",
+                f"        float t = {p}_tanh(p + {bd_name}[i]);",
             ]
         body += [
             f"    for (i = 0; i < {P}_HIDDEN; ++i) {{",
             "        float p = pre[i];",
             *gate_lines,
-            f"        state->s[i] = z * (state->s[i] - t) + {_float_literal(model.kappa)} * t;",
+            f"        state->s[i] = z * (state->s[i] - t) + {float_literal(model.kappa)} * t;",
             "    }",
         ]
         head_lines = _float_products(em, model.head, mode, "state->s", "out", 0)
@@ -406,7 +420,9 @@ def generate(
             f"        out[i] += {hb}[i];",
             "    }",
         ]
-        helpers = _FLOAT_HELPERS if mode == "float32" else _INT8_HELPERS
+        helpers = FLOAT_HELPERS if mode == "float32" else _INT8_HELPERS
+        if model.gates == "exact":
+            helpers += "\n" + EXACT_GATES
     weight_bytes = sum(em.sizes.values())
     state_bytes = h * (2 if is_int else 4)
 
@@ -423,6 +439,7 @@ def generate(
         f"#define {P}_HIDDEN {h}",
         f"#define {P}_CLASSES {c}",
         f"#define {P}_INTEGER {1 if is_int else 0}",
+        f"#define {P}_HAS_CLASS_NAMES {1 if names else 0}",
     ]
     if is_int:
         assert integer is not None

@@ -95,7 +95,7 @@ def cross_compiler() -> str | None:
     return shutil.which(CROSS_M4[0])
 
 
-def _run(cmd: list[str], what: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+def run_checked(cmd: list[str], what: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     result = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, timeout=_TIMEOUT_S)
     if result.returncode != 0:
         first = (result.stderr or result.stdout).strip().splitlines()
@@ -108,7 +108,7 @@ def compile_object(
 ) -> Path:
     """``compiler WARNINGS opt extra -c source -o out`` (-Werror: a warning fails the build)."""
     cmd = [compiler, *WARNINGS, opt, *extra, "-c", str(source), "-o", str(out)]
-    _run(cmd, f"{Path(compiler).name} {opt} {source.name}")
+    run_checked(cmd, f"{Path(compiler).name} {opt} {source.name}")
     return out
 
 
@@ -135,7 +135,7 @@ def build_runner(
     driver.write_text(RUNNER_C.format(p=prefix, P=prefix.upper()))
     exe = c_dir / f"{prefix}_runner"
     cmd = [compiler, *WARNINGS, opt, "-I", str(c_dir), str(c_dir / f"{prefix}.c"), str(driver)]
-    _run([*cmd, "-o", str(exe), "-lm"], f"{Path(compiler).name} {opt} {prefix}.c")
+    run_checked([*cmd, "-o", str(exe), "-lm"], f"{Path(compiler).name} {opt} {prefix}.c")
     act = np.dtype(np.int16) if integer else np.dtype(np.float32)
     return Runner(
         exe, act, act, np.dtype(np.int32) if integer else np.dtype(np.float32), hidden, classes
@@ -158,7 +158,7 @@ def run_sequences(
     with open(src, "wb") as handle:
         handle.write(np.array([n, t, f, int(per_frame)], np.int32).tobytes())
         handle.write(x.tobytes())
-    result = _run([str(runner.path), str(src), str(dst)], f"running {runner.path.name}")
+    result = run_checked([str(runner.path), str(src), str(dst)], f"running {runner.path.name}")
     raw = dst.read_bytes()
     src.unlink()
     dst.unlink()
@@ -207,7 +207,7 @@ def object_size(
     """Compile ``source`` alone (-Werror) and read its sections with ``size -A``."""
     obj = source.with_suffix(f".{Path(compiler).name}{opt}.o")
     compile_object(compiler, source, obj, opt, (*extra, "-fstack-usage"))
-    listing = _run([_size_tool(compiler), "-A", str(obj)], f"size {obj.name}").stdout
+    listing = run_checked([_size_tool(compiler), "-A", str(obj)], f"size {obj.name}").stdout
     sizes = {"text": 0, "rodata": 0, "data": 0, "bss": 0}
     for line in listing.splitlines():
         parts = line.split()
