@@ -130,6 +130,10 @@ static float {p}_tanh(float p)
 }}
 """
 
+# |b_h - b_z| up to which e^(-2 (b_h - b_z)) and the shared-exponential gates stay finite
+# and accurate in float32 (e^80 ~ 5.5e34); beyond it each gate takes its own expf.
+SHARED_EXP_LIMIT = 40.0
+
 _INT8_HELPERS = """\
 /* out[i] (+)= scale[i] * sum_j q[i][j] v[j]: int8 weights, one float scale per row. */
 static void {p}_matvec_q8(const int8_t *q, const float *scale, int rows, int cols,
@@ -377,7 +381,15 @@ def generate(
             helpers += "\n" + _INTEGER_MATVEC16
     else:
         bz_name = em.array("float", "bias_gate", model.bias_gate, "b_z - W' mean")
-        bd_name = em.array("float", "bias_delta", model.bias_delta, "b_h - b_z")
+        shared = (
+            model.gates == "exact" and float(np.abs(model.bias_delta).max()) <= SHARED_EXP_LIMIT
+        )
+        if shared:  # tanh(p + d) from sigmoid's e^-p: q = (e^-p)^2 e^-2d, tanh = (1 - q) / (1 + q)
+            bd_name = em.array(
+                "float", "tanh_scale", np.exp(-2.0 * model.bias_delta), "e^(-2 (b_h - b_z))"
+            )
+        else:
+            bd_name = em.array("float", "bias_delta", model.bias_delta, "b_h - b_z")
         if model.W.kind != "zero":
             body += _float_products(em, model.W, mode, "x", "pre", 0)
             body += [
@@ -401,6 +413,13 @@ def generate(
                 "        z = z < 0.0f ? 0.0f : (z > 1.0f ? 1.0f : z);",
                 "        t = t < -1.0f ? -1.0f : (t > 1.0f ? 1.0f : t);",
             ]
+        elif shared:  # one expf serves both gates (they share W x + U h)
+            gate_lines = [
+                "        float a = expf(-p);",
+                "        float z = 1.0f / (1.0f + a);",
+                f"        float q = a * a * {bd_name}[i];",
+                "        float t = q > 1e30f ? -1.0f : (1.0f - q) / (1.0f + q);",
+            ]
         else:
             gate_lines = [
                 f"        float z = {p}_sigmoid(p);",
@@ -421,7 +440,7 @@ def generate(
             "    }",
         ]
         helpers = FLOAT_HELPERS if mode == "float32" else _INT8_HELPERS
-        if model.gates == "exact":
+        if model.gates == "exact" and not shared:
             helpers += "\n" + EXACT_GATES
     weight_bytes = sum(em.sizes.values())
     state_bytes = h * (2 if is_int else 4)
