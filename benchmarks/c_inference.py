@@ -414,8 +414,8 @@ def table(result: dict) -> str:
     return "\n".join(lines)
 
 
-def main(out_json: Path | None = None, repeats: int = 15) -> dict:
-    result = run(repeats)
+def main(out_json: Path | None = None, repeats: int = 15, seconds: float = 0.15) -> dict:
+    result = run(repeats, seconds)
     return report(result, table(result), out_json)
 
 

@@ -309,7 +309,7 @@ def generate(
 ) -> CCode:
     """NAME.h and NAME.c for ``mode`` (float32 | int8 | integer; integer needs ``integer``).
 
-    ``info``: "version", "ranks" (the report's), "macs_per_frame", "head_macs",
+    ``info``: "version", "frames", "ranks" (the report's), "macs_per_frame", "head_macs",
     "feature_settings" (or None), "class_names" (or None): what the header states.
     """
     p, P = prefix, prefix.upper()
@@ -457,6 +457,7 @@ def generate(
         f"#define {P}_FEATURES {f}",
         f"#define {P}_HIDDEN {h}",
         f"#define {P}_CLASSES {c}",
+        f"#define {P}_FRAMES {info['frames']} /* frames per decision, as trained */",
         f"#define {P}_INTEGER {1 if is_int else 0}",
         f"#define {P}_HAS_CLASS_NAMES {1 if names else 0}",
     ]

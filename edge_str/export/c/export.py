@@ -149,6 +149,7 @@ def export_c(
     integer = integerize(lowered, x_np)
     info = {
         "version": __version__,
+        "frames": int(x.shape[1]),
         "ranks": ranks,
         "macs_per_frame": int(macs_per_frame),
         "head_macs": int(head_macs),
