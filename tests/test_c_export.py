@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from edge_str.config import make_config
-from edge_str.export import export_model, onnx_session
+from edge_str.export import compact_fastgrnn, export_model, onnx_session
 from edge_str.export.c import C_FLOAT_TOLERANCE, export_c_model
 from edge_str.export.c.lower import quantize_input
 from edge_str.export.c.toolchain import (
@@ -159,6 +159,12 @@ def test_float_c_equals_torch_and_the_onnx_step_graph_frame_by_frame(trained, he
     diff = np.abs(logits - _torch(model, x)).max()
     assert diff <= C_FLOAT_TOLERANCE == 1e-5
     assert c["modes"]["float32"]["max_abs_diff_vs_torch"] == pytest.approx(diff, abs=1e-7)
+    compact, _ = compact_fastgrnn(model)
+    compact_diff = np.abs(logits - _torch(compact, x)).max()  # the float32 weights the C holds
+    assert compact_diff <= C_FLOAT_TOLERANCE
+    assert c["modes"]["float32"]["max_abs_diff_vs_compact_torch"] == pytest.approx(
+        compact_diff, abs=1e-7
+    )
     assert c["accuracy"]["float32"] == pytest.approx(float((logits.argmax(1) == y.numpy()).mean()))
 
     # Frame by frame: the state and the logits after every frame equal the ONNX step graph's.

@@ -38,6 +38,7 @@ def c_extension(
             report["macs_per_step"],
             report["head_macs"],
             prepared.reference,
+            prepared.compact_logits,
             context.x,
             context.y,
             c_dir,
