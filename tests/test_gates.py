@@ -43,3 +43,18 @@ def test_gates_setting_is_validated_and_built():
     cfg.model.gates = "hard"
     with pytest.raises(EdgeStrError, match="--gates must be one of exact, piecewise"):
         build_model(cfg.model, (5, 4), 3)
+
+
+def test_onnx_export_computes_the_piecewise_gates(tmp_path):
+    from edge_str.export import export_model
+    from edge_str.export.compact_model import compact_fastgrnn
+    from edge_str.export.scan_graph import scan_sequence_graph
+
+    torch.manual_seed(0)
+    model = FastGRNNClassifier(4, 8, 3, gates="piecewise").eval()
+    x = torch.randn(16, 6, 4) * 3
+    report = export_model(model, tmp_path / "m.onnx", x, streaming=True)
+    assert "Clip" in report["op_types"] and "Sigmoid" not in report["op_types"]
+    assert report["max_abs_diff"] <= 1e-4 and report["streaming"]["max_abs_diff"] <= 1e-4
+    with pytest.raises(EdgeStrError, match="--loop scan: the model was trained with piecewise"):
+        scan_sequence_graph(compact_fastgrnn(model)[0], 6, None, 13)
