@@ -102,7 +102,8 @@ class _Emitter:
 
 FLOAT_HELPERS = """\
 /* out[i] (+)= sum_j m[i][j] v[j] for a row-major (rows x cols) matrix. */
-static void {p}_matvec(const float *m, int rows, int cols, const float *v, float *out, int add)
+static void {p}_matvec(const float *m, int rows, int cols, const float *v, float *out,
+        int add)
 {{
     int i, j;
     for (i = 0; i < rows; ++i) {{
@@ -137,7 +138,7 @@ SHARED_EXP_LIMIT = 40.0
 _INT8_HELPERS = """\
 /* out[i] (+)= scale[i] * sum_j q[i][j] v[j]: int8 weights, one float scale per row. */
 static void {p}_matvec_q8(const int8_t *q, const float *scale, int rows, int cols,
-                          const float *v, float *out, int add)
+        const float *v, float *out, int add)
 {{
     int i, j;
     for (i = 0; i < rows; ++i) {{
@@ -154,8 +155,8 @@ static void {p}_matvec_q8(const int8_t *q, const float *scale, int rows, int col
 
 _INTEGER_MATVEC16 = """\
 /* out[i] = saturate16(requant(sum_j q[i][j] v[j])): a factored product's inner vector. */
-static void {p}_matvec16(const int8_t *q, const int32_t *mult, int shift, int rows, int cols,
-                         const int16_t *v, int16_t *out)
+static void {p}_matvec16(const int8_t *q, const int32_t *mult, int shift, int rows,
+        int cols, const int16_t *v, int16_t *out)
 {{
     int i;
     for (i = 0; i < rows; ++i) {{
@@ -190,8 +191,8 @@ static int32_t {p}_sum(const int8_t *row, const int16_t *v, int cols)
 }}
 
 /* out[i] (+)= requant(sum_j q[i][j] v[j]) in int32. */
-static void {p}_matvec32(const int8_t *q, const int32_t *mult, int shift, int rows, int cols,
-                         const int16_t *v, int32_t *out, int add)
+static void {p}_matvec32(const int8_t *q, const int32_t *mult, int shift, int rows,
+        int cols, const int16_t *v, int32_t *out, int add)
 {{
     int i;
     for (i = 0; i < rows; ++i) {{
@@ -293,8 +294,9 @@ def _header_comment(model: FloatModel, info: dict[str, Any], mode: str, weight_b
             f" * Input: {model.features} raw feature values per frame (normaliser folded in);"
             f" hidden {model.hidden}; {model.classes} classes.",
             f" * Gates: {'piecewise-linear' if mode == 'integer' else model.gates} sigmoid/tanh.",
-            " * Use: NAME_reset(&st); NAME_step(&st, frame) for every frame; NAME_logits(&st, out)"
-            " when a decision is due.",
+            " * Use: NAME_reset(&st); NAME_step(&st, frame) for every frame;"
+            " NAME_logits(&st, out)\n"
+            " *   when a decision is due (the head runs once per decision).",
             " */",
         ]
     ).replace("NAME", info["prefix"])
