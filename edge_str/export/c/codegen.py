@@ -82,6 +82,7 @@ class _Emitter:
         self.prefix = prefix
         self.lines: list[str] = []
         self.sizes: dict[str, int] = {}
+        self.helpers: set[str] = set()  # helpers the code calls (an unused static warns)
 
     def array(self, ctype: str, name: str, values: np.ndarray, comment: str) -> str:
         full = f"{self.prefix}_{name}"
@@ -116,6 +117,11 @@ static void {p}_matvec(const float *m, int rows, int cols, const float *v, float
     }}
 }}
 """
+
+# A product with at most this many columns (a factored matrix's left factor: k columns) is
+# written out row by row with its k multiply-adds unrolled, in the order of the loop (so the
+# same rounding): a loop of k iterations per row costs about as much as its k products.
+SHORT_ROWS = 16
 
 # Smooth gates from one expf each: glibc's and newlib's tanhf cost several expf, and
 # tanh(p) = 1 - 2 / (1 + e^(2p)) is exact algebra (absolute error ~1e-7 in float32 near 0).
@@ -224,13 +230,37 @@ def _float_products(em: _Emitter, chain: Chain, mode: str, vin: str, out: str, a
         what = f"{chain.name} {role} ({rows} x {cols}), row-major"
         if mode == "float32":
             arr = em.array("float", f"{chain.name}_{role}", matrix, what)
-            lines.append(f"    {p}_matvec({arr}, {rows}, {cols}, {v}, {dst}, {flag});")
+            call = f"    {p}_matvec({arr}, {rows}, {cols}, {v}, {dst}, {flag});"
+            sc = None
         else:
             q, scale = quantize_rows(matrix)
             arr = em.array("int8_t", f"{chain.name}_{role}", q, f"{what}, int8")
             sc = em.array("float", f"{chain.name}_{role}_scale", scale, f"{chain.name} row scales")
-            lines.append(f"    {p}_matvec_q8({arr}, {sc}, {rows}, {cols}, {v}, {dst}, {flag});")
+            call = f"    {p}_matvec_q8({arr}, {sc}, {rows}, {cols}, {v}, {dst}, {flag});"
+        if cols <= SHORT_ROWS:
+            lines += _unrolled_rows(arr, sc, rows, cols, v, dst, flag, mode)
+        else:
+            lines.append(call)
+            em.helpers.add("matvec")
         v = dst
+    return lines
+
+
+def _unrolled_rows(
+    arr: str, scale: str | None, rows: int, cols: int, v: str, dst: str, add: int, mode: str
+) -> list[str]:
+    """``dst (+)= M v`` for a matrix of few columns, its multiply-adds written out per row."""
+    el = (lambda j: f"r[{j}]") if mode == "float32" else (lambda j: f"(float)r[{j}]")
+    ctype = "float" if mode == "float32" else "int8_t"
+    lines = [
+        "    for (i = 0; i < " + str(rows) + "; ++i) {",
+        f"        const {ctype} *r = {arr} + i * {cols};",
+        f"        float acc = {el(0)} * {v}[0];",
+    ]
+    lines += [f"        acc += {el(j)} * {v}[{j}];" for j in range(1, cols)]
+    if scale is not None:
+        lines.append(f"        acc *= {scale}[i];")
+    lines += [f"        {dst}[i] = {dst}[i] + acc;" if add else f"        {dst}[i] = acc;", "    }"]
     return lines
 
 
@@ -441,7 +471,9 @@ def generate(
             f"        out[i] += {hb}[i];",
             "    }",
         ]
-        helpers = FLOAT_HELPERS if mode == "float32" else _INT8_HELPERS
+        helpers = ""
+        if "matvec" in em.helpers:
+            helpers = FLOAT_HELPERS if mode == "float32" else _INT8_HELPERS
         if model.gates == "exact" and not shared:
             helpers += "\n" + EXACT_GATES
     weight_bytes = sum(em.sizes.values())
