@@ -7,9 +7,10 @@ The API (NAME = ``prefix``, P = its upper case):
     void NAME_logits(const NAME_state *state, P_logit_t out[P_CLASSES]);  once per decision
 No heap, no mutable globals (weights are ``static const``), no recursion; the step's scratch is
 on the stack. The state is FastGRNN's h / sigmoid(zeta) (see ``export.compact_model``):
-    pre = W' x + b_z' + (ζU) s;  z = sigmoid(pre);  h~ = tanh(pre + b_h - b_z)
+    pre = W' (x - mean) + b_z + (ζU) s;  z = sigmoid(pre);  h~ = tanh(pre + b_h - b_z)
     s'  = z ⊙ (s - h~) + κ h~,   κ = 1 + sigmoid(nu) / ζ;   logits = (ζ Wh) s + b
-with W' = W diag(1/std) and b_z' = b_z - W' mean (the normaliser folded in). A product of rank 0
+with W' = W diag(1/std), the normaliser folded in (integer mode: W' x + b_z - W' mean, see
+``lower``). A product of rank 0
 leaves no array and no code; a factored one is two thin products (R then L).
 Integer mode computes the same with int8 weights, int16 activations and the piecewise-linear
 gates sigmoid_pl(p) = clamp(p/4 + 1/2, 0, 1), tanh_pl(p) = clamp(p, -1, 1) (``lower``); it
@@ -412,7 +413,7 @@ def generate(
         if any(len(mats) == 2 for mats in (integer.W, integer.U)):  # unused statics: a warning
             helpers += "\n" + _INTEGER_MATVEC16
     else:
-        bz_name = em.array("float", "bias_gate", model.bias_gate, "b_z - W' mean")
+        bz_name = em.array("float", "bias_gate", model.bias_gate_raw, "b_z")
         shared = (
             model.gates == "exact" and float(np.abs(model.bias_delta).max()) <= SHARED_EXP_LIMIT
         )
@@ -423,7 +424,14 @@ def generate(
         else:
             bd_name = em.array("float", "bias_delta", model.bias_delta, "b_h - b_z")
         if model.W.kind != "zero":
-            body += _float_products(em, model.W, mode, "x", "pre", 0)
+            mean = em.array("float", "mean", model.mean, "training mean of each feature")
+            scratch.append(f"    float xc[{P}_FEATURES];")
+            body += [
+                f"    for (i = 0; i < {P}_FEATURES; ++i) {{",
+                f"        xc[i] = x[i] - {mean}[i]; /* 1/std is folded into W */",
+                "    }",
+            ]
+            body += _float_products(em, model.W, mode, "xc", "pre", 0)
             body += [
                 f"    for (i = 0; i < {P}_HIDDEN; ++i) {{",
                 f"        pre[i] += {bz_name}[i];",

@@ -2,8 +2,9 @@
 
 ``export_c`` does the C's share of an export: lower the compacted model (``lower``), generate
 NAME.h / NAME.c for the three modes (``codegen``), compile each with -Werror at -O2 and -Os and
-run it on the held-out inputs (``toolchain``): the float32 C must equal torch within
-``C_FLOAT_TOLERANCE`` (else the export is refused); int8 and integer report their accuracy and
+run it on the held-out inputs (``toolchain``): the float32 C must equal the compacted torch
+module within ``C_REFUSE_TOLERANCE`` (else the export is refused; the tests hold it to
+``C_FLOAT_TOLERANCE``); int8 and integer report their accuracy and
 top-1 agreement instead. Sizes come from ``size -A`` of the object: flash = text + rodata +
 data, RAM = the caller's state struct + data + bss (0 here: nothing global changes), stack
 from -fstack-usage; for Cortex-M4F when ``arm-none-eabi-gcc`` is installed, else the host. The
@@ -40,7 +41,10 @@ from edge_str.export.c.toolchain import (
 from edge_str.export.compact_model import CompactFastGRNN, compact_fastgrnn
 from edge_str.fastgrnn import FastGRNNClassifier
 
-C_FLOAT_TOLERANCE = 1e-5  # max |compiled float32 C - torch| on logits
+C_FLOAT_TOLERANCE = 1e-5  # max |compiled float32 C - compacted torch| on logits (tested)
+# An export is refused above the ONNX files' tolerance: float32 summation order alone moves a
+# trained model's logits by ~5e-6 to 8e-6 after 99 steps (measured), so 1e-5 has little margin.
+C_REFUSE_TOLERANCE = 1e-4
 DEFAULT_PREFIX = "fastgrnn"
 WEIGHT_CHOICES = ("float32", "int8")
 
@@ -138,7 +142,7 @@ def export_c(
     ``ranks``, ``macs_per_frame`` and ``head_macs`` are the export report's (the header states
     them); ``reference`` (N, C) is the trained model's logits on the raw held-out ``x``
     (N, T, F), ``compact_reference`` the compacted torch module's (``CompactFastGRNN``: the
-    float32 weights the C holds; the float C must equal it within ``C_FLOAT_TOLERANCE``; the
+    float32 weights the C holds; the float C must equal it within ``C_REFUSE_TOLERANCE``; the
     float32 rounding of the compacted weights alone moves the logits by up to ~3e-5 after 99
     steps of a trained model, measured), ``y`` their labels or None. The calibration of integer
     mode's fixed-point formats uses ``x`` too.
@@ -188,10 +192,10 @@ def export_c(
                 if not np.isfinite(logits).all():
                     raise EdgeStrError(f"C {m}: non-finite logits; not exported")
                 diff = float(np.abs(logits - compact_reference).max())
-                if m == "float32" and diff > C_FLOAT_TOLERANCE:
+                if m == "float32" and not diff <= C_REFUSE_TOLERANCE:
                     raise EdgeStrError(
                         f"C float32: compiled C disagrees with torch (max |diff| {diff:.3g} > "
-                        f"{C_FLOAT_TOLERANCE:g}); not exported"
+                        f"{C_REFUSE_TOLERANCE:g}); not exported"
                     )
                 figures.update(
                     {
@@ -230,7 +234,7 @@ def export_c(
             "compiler": None if compiler is None else Path(compiler).name,
             "cross_compiler": None if cross_compiler() is None else CROSS_M4[0],
             "note": note,
-            "tolerance": C_FLOAT_TOLERANCE,
+            "tolerance": C_REFUSE_TOLERANCE,
             "ranks": ranks,
             "macs_per_frame": int(macs_per_frame),
             "head_macs": int(head_macs),

@@ -4,9 +4,12 @@ Starts from ``CompactFastGRNN`` (``export.compact_model``: STR baked in, pruned 
 state rescaled as s = h / sigmoid(zeta), ζ folded into U and the head) and folds the feature
 normaliser into W (FastGRNN, Kusupati et al. NeurIPS 2018, with x̂ = (x - mean) / std):
     W x̂ + b_z = (W diag(1/std)) x + (b_z - W diag(1/std) mean)
-so the firmware feeds raw log-mel frames and no normalisation runs on the device. Each product
-is a ``Chain`` of 0 (rank 0: no code), 1 (dense) or 2 (factored, R then L) matrices applied to a
-vector, row-major as C stores them.
+so the firmware feeds raw log-mel frames. The float modes keep the mean apart and subtract it
+from the frame (F subtractions) with b_z unchanged, because W' x and W' mean are both large
+where their difference is not and float32 would lose the difference's low bits (measured: 2.5e-5
+on the logits of a trained model instead of 5e-6); integer mode folds it all into the bias. Each
+product is a ``Chain`` of 0 (rank 0: no code), 1 (dense) or 2 (factored, R then L) matrices
+applied to a vector, row-major as C stores them.
 
 Modes (``MODES``):
   float32  float weights and activations; the float C equals torch to float rounding
@@ -73,7 +76,9 @@ class FloatModel:
     W: Chain  # raw x -> W diag(1/std) x
     U: Chain  # s -> ζ U s
     head: Chain  # s -> ζ Wh s
-    bias_gate: np.ndarray  # b_z - W diag(1/std) mean (H,)
+    bias_gate: np.ndarray  # b_z - W diag(1/std) mean (H,): all of the normaliser folded in
+    mean: np.ndarray  # (F,): the float modes subtract it from x and add b_z instead
+    bias_gate_raw: np.ndarray  # b_z (H,)
     bias_delta: np.ndarray  # b_h - b_z (H,)
     kappa: float  # 1 + sigmoid(nu) / ζ
     head_bias: np.ndarray  # (C,)
@@ -96,6 +101,7 @@ def lower(compact: CompactFastGRNN) -> FloatModel:
     inv_std = 1.0 / compact.std.double().numpy()
     w = _chain("W", compact.W)
     bias_gate = compact.bias_gate.detach().double().numpy().copy()
+    bias_gate_raw = bias_gate.copy()
     if w.kind != "zero":
         w.matrices[0] = w.matrices[0] * inv_std  # columns of R (or of dense W) by 1/std
         bias_gate = bias_gate - w.apply(mean)
@@ -108,6 +114,8 @@ def lower(compact: CompactFastGRNN) -> FloatModel:
         U=_chain("U", compact.U),
         head=Chain("head", "dense", [compact.head_weight_t.detach().double().T.numpy().copy()]),
         bias_gate=bias_gate,
+        mean=mean.copy(),
+        bias_gate_raw=bias_gate_raw,
         bias_delta=compact.bias_delta.detach().double().numpy().copy(),
         kappa=float(compact.kappa),
         head_bias=compact.head_bias.detach().double().numpy().copy(),
