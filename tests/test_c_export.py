@@ -200,6 +200,9 @@ def test_rank_zero_matrix_leaves_no_code_and_runs(trained, heldout, tmp_path, pr
         assert "fastgrnn_U_dense" in source and "fastgrnn_U_right" not in source
     logits, _ = _c_logits(tmp_path, report, x)
     assert np.abs(logits - _torch(model, x)).max() <= C_FLOAT_TOLERANCE
+    modes = report["c"]["modes"]  # every export compiles and runs all three forms
+    assert modes["int8"]["top1_agreement_vs_torch"] >= 0.9
+    assert modes["integer"]["accuracy"] is not None and modes["integer"]["ram_bytes"] > 0
 
 
 # --------------------------------------------------------------------------- int8, integer
