@@ -41,7 +41,7 @@ def test_gates_setting_is_validated_and_built():
     cfg = make_config("google12", overrides={"model": {"hidden": 8, "gates": "piecewise"}})
     assert build_model(cfg.model, (5, 4), 3).rnn.cell.gates == "piecewise"
     cfg.model.gates = "hard"
-    with pytest.raises(EdgeStrError, match="--gates must be one of exact, piecewise"):
+    with pytest.raises(EdgeStrError, match=r"unknown gates 'hard'; choose from exact, piecewise"):
         build_model(cfg.model, (5, 4), 3)
 
 
