@@ -14,7 +14,25 @@ import sys
 from edge_str.errors import EdgeStrError
 
 # Subcommand modules, in the order `edge-str --help` lists them.
-COMMAND_MODULES: tuple[str, ...] = ("data", "train", "evaluate", "export", "compare")
+COMMAND_MODULES: tuple[str, ...] = (
+    "data",
+    "train",
+    "evaluate",
+    "export",
+    "compare",
+    "predict",
+    "detect",
+    "cache",
+)
+
+
+def version_line() -> str:
+    """``edge-str X.Y.Z (torch A.B.C)``: torch's build decides what runs, so it is shown too."""
+    import torch
+
+    from edge_str import __version__
+
+    return f"edge-str {__version__} (torch {torch.__version__})"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="edge-str",
         description="Learned sparsity and learned low rank (STR) for tiny RNNs and CNNs.",
     )
+    parser.add_argument("--version", action="version", version=version_line())
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(f"edge_str.commands.{name}").register(subparsers)

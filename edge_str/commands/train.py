@@ -95,9 +95,14 @@ def overrides_from_args(args: argparse.Namespace) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     from edge_str.errors import EdgeStrError
+    from edge_str.run import resume_config
     from edge_str.training import train
 
-    cfg = make_config(args.task, args.config, overrides_from_args(args))
+    if args.resume:  # the run's own settings; what the user gave is checked against them
+        overrides = {**overrides_from_args(args), "task": args.task}
+        cfg = resume_config(args.out, args.config, overrides)
+    else:
+        cfg = make_config(args.task, args.config, overrides_from_args(args))
     if not cfg.data_dir and not args.resume and cfg.task != "digits":
         raise EdgeStrError("--data is required (or data_dir in the --config file)")
     final = train(cfg, resume=args.resume)

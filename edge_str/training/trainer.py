@@ -10,6 +10,7 @@ one exactly.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import random
@@ -37,6 +38,9 @@ from edge_str.run import (
     LAST_CHECKPOINT,
     METRICS_FILE,
     RunInfo,
+    absolute_paths,
+    check_resumable,
+    claimed_run_dir,
     load_checkpoint,
     load_run_info,
     save_checkpoint,
@@ -93,17 +97,22 @@ def sparsity_controller(model: nn.Module, cfg: TrainConfig) -> SparsityControlle
 
 
 def _rng_state() -> dict[str, Any]:
+    """Every generator's state in types a weights-only checkpoint holds (tensor, ints)."""
+    name, keys, position, has_gauss, gauss = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
     return {
         "torch": torch.get_rng_state(),
-        "numpy": np.random.get_state(),
-        "python": random.getstate(),
+        "numpy": [name, keys.tolist(), int(position), int(has_gauss), float(gauss)],
+        "python": [version, list(internal), gauss_next],
     }
 
 
 def _set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
+    name, keys, position, has_gauss, gauss = state["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), position, has_gauss, gauss))
+    version, internal, gauss_next = state["python"]
+    random.setstate((version, tuple(internal), gauss_next))
 
 
 def _seed_everything(seed: int) -> None:
@@ -117,21 +126,28 @@ def _write_metrics(run_dir: Path, history: list[dict[str, Any]]) -> None:
     write_atomic(run_dir / METRICS_FILE, lambda tmp: tmp.write_text(lines))
 
 
-def _prepare_run_dir(cfg: TrainConfig, resume: bool) -> tuple[TrainConfig, Path]:
+def _prepare_run_dir(cfg: TrainConfig, resume: bool) -> tuple[TrainConfig, TrainConfig | None]:
+    """(the config to train, the run's saved config when resuming); checked under the lock."""
     run_dir = Path(cfg.out)
     if resume:
         if not (run_dir / LAST_CHECKPOINT).is_file():
             raise EdgeStrError(f"{run_dir}: nothing to resume (no {LAST_CHECKPOINT})")
         saved = load_run_info(run_dir).config
-        saved.optim.epochs = cfg.optim.epochs  # the only setting a resume may change
-        saved.out = str(run_dir)
-        return saved, run_dir
+        check_resumable(run_dir, saved, cfg)
+        return dataclasses.replace(cfg, out=str(run_dir)), saved
     if (run_dir / LAST_CHECKPOINT).exists():
         raise EdgeStrError(
             f"{run_dir}: already holds a run; continue it with --resume or choose another --out"
         )
-    run_dir.mkdir(parents=True, exist_ok=True)
-    return cfg, run_dir
+    return cfg, None
+
+
+def _what_is_kept(run_dir: Path) -> str:
+    """The truth about the run's checkpoints after a failure, for its message."""
+    if not (run_dir / LAST_CHECKPOINT).is_file():
+        return "no epoch had finished, so nothing is kept"
+    epoch = load_checkpoint(run_dir / LAST_CHECKPOINT)["epoch"] + 1
+    return f"the last finished epoch ({epoch}) is kept in {run_dir / LAST_CHECKPOINT}"
 
 
 def train(cfg: TrainConfig, resume: bool = False, log=print) -> dict[str, Any]:
@@ -139,8 +155,16 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> dict[str, Any]:
     check_config(cfg)  # before the run folder is made
     if cfg.optim.epochs < 1:
         raise EdgeStrError(f"optim.epochs must be at least 1 to train, got {cfg.optim.epochs}")
-    cfg, run_dir = _prepare_run_dir(cfg, resume)
     device = resolve_device(cfg.device)
+    cfg = absolute_paths(cfg)  # config.json must work from any folder (evaluate, export)
+    run_dir = Path(cfg.out)
+    with claimed_run_dir(run_dir):
+        cfg, saved = _prepare_run_dir(cfg, resume)
+        return _train(cfg, run_dir, saved, device, log)
+
+
+def _train(cfg: TrainConfig, run_dir: Path, saved, device, log) -> dict[str, Any]:
+    resume = saved is not None
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     data = load_task(cfg.task, cfg.data_dir, cfg.data)
@@ -160,6 +184,7 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> dict[str, Any]:
     history: list[dict[str, Any]] = []
     best = {"val_accuracy": -1.0, "epoch": -1}
     start_epoch = 0
+    resumes: list[dict[str, int]] = []
     if resume:
         state = load_checkpoint(run_dir / LAST_CHECKPOINT)
         model.load_state_dict(state["model"])
@@ -169,6 +194,17 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> dict[str, Any]:
             controller.load_state_dict(state["sparsity"])
         history, best, start_epoch = state["history"], state["best"], state["epoch"] + 1
         _set_rng_state(state["rng"])
+        if cfg.optim.epochs < start_epoch:
+            raise EdgeStrError(
+                f"{run_dir}: has trained {start_epoch} epochs already; --epochs "
+                f"{cfg.optim.epochs} cannot resume it (give at least {start_epoch})"
+            )
+        resumes = state.get("resumes", [])
+        if cfg.optim.epochs != saved.optim.epochs:  # recorded: config.json and final.json agree
+            resumes.append({"after_epoch": start_epoch, "epochs": cfg.optim.epochs,
+                            "epochs_before": saved.optim.epochs})  # fmt: skip
+            log(f"resuming {run_dir} after epoch {start_epoch}: epochs "
+                f"{saved.optim.epochs} -> {cfg.optim.epochs}")  # fmt: skip
     save_run_info(run_dir, RunInfo(cfg, data.class_names, tuple(data.input_shape)))
 
     loss_fn = nn.CrossEntropyLoss()
@@ -204,6 +240,7 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> dict[str, Any]:
                     "rng": _rng_state(),
                     "sparsity": None if controller is None else controller.state_dict(),
                     "config": cfg.to_dict(),
+                    "resumes": resumes,
                 },
             )
             _write_metrics(run_dir, history)
@@ -213,13 +250,13 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> dict[str, Any]:
                 f"{format_summary(record, cfg.model.arch)} {record['seconds']:.1f}s"
             )
     except KeyboardInterrupt:
-        print(
-            f"edge-str: interrupted in epoch {epoch + 1}; the last finished epoch is saved in "
-            f"{run_dir / LAST_CHECKPOINT}: continue with --resume",
-            file=sys.stderr,
-        )
+        kept = _what_is_kept(run_dir)
+        then = ": continue with --resume" if (run_dir / LAST_CHECKPOINT).is_file() else ""
+        print(f"edge-str: interrupted in epoch {epoch + 1}; {kept}{then}", file=sys.stderr)
         raise
-    return _finish(run_dir, cfg, data, history, best, device)
+    except TrainingDiverged as error:
+        raise TrainingDiverged(f"{error}; {_what_is_kept(run_dir)}") from None
+    return _finish(run_dir, cfg, data, history, best, device, resumes)
 
 
 def _train_epoch(
@@ -238,7 +275,7 @@ def _train_epoch(
         if not torch.isfinite(loss):
             raise TrainingDiverged(
                 f"training diverged in epoch {epoch + 1} (loss {loss.item()}); lower --lr or "
-                f"--weight-decay. The last good epoch is kept in {Path(cfg.out) / LAST_CHECKPOINT}"
+                "--weight-decay in a new run"
             )
         loss.backward()
         if cfg.optim.grad_clip > 0:
@@ -259,7 +296,7 @@ def _train_epoch(
     }
 
 
-def _finish(run_dir, cfg, data, history, best, device) -> dict[str, Any]:
+def _finish(run_dir, cfg, data, history, best, device, resumes) -> dict[str, Any]:
     model = build_model(cfg.model, data.input_shape, len(data.class_names))
     model.load_state_dict(load_checkpoint(run_dir / BEST_CHECKPOINT)["model"])
     model.to(device)
@@ -278,6 +315,8 @@ def _finish(run_dir, cfg, data, history, best, device) -> dict[str, Any]:
         "seed": cfg.seed,
         **model_summary(model.cpu()),
     }
+    if resumes:
+        final["resumes"] = resumes
     final.update(family.final_extras(model, cfg, run_dir))
     write_json(run_dir / FINAL_FILE, final)
     return final
