@@ -7,10 +7,14 @@ Sections (each a script of this folder with a ``main(out_json)`` returning a dic
   inference         onnxruntime / torch latency (batch 1, one thread) and throughput (batch 100)
                     of dense, compacted and int8 exports vs an ONNX GRU; streaming step latency;
                     feature extraction clips/s, first pass and cached
+  c_inference       per-frame latency of the generated C (gcc -O2 / -Os, one thread) of the
+                    compacted and dense FastGRNN vs a C GRU; flash / RAM for Cortex-M4
 The headlines: ``train_speedup_vs_gru`` ({shape: ratio}), STR low-rank FastGRNN's training
 throughput over nn.GRU's, and ``onnx_latency_ratio_vs_gru``, the compacted FastGRNN's batch-1
-sequence latency in onnxruntime over an ONNX GRU's. Each section's own table is printed as it
-finishes; a summary follows.
+sequence latency in onnxruntime over an ONNX GRU's, and ``c_latency_ratio_vs_gru`` /
+``c_latency_ratio_vs_dense`` ({"-O2": ratio, "-Os": ratio}), the compacted FastGRNN's per-frame
+time in generated C over a C GRU's and over the dense FastGRNN's. Each section's own table is
+printed as it finishes; a summary follows.
 
     python benchmarks/run_all.py [--out benchmarks/results.json]      (or: make bench)
 """
@@ -31,6 +35,7 @@ for path in (str(ROOT), str(HERE)):
     if path not in sys.path:
         sys.path.insert(0, path)
 
+import c_inference  # noqa: E402
 import inference  # noqa: E402
 import memory  # noqa: E402
 import roofline  # noqa: E402
@@ -55,6 +60,7 @@ def run() -> dict:
         ("roofline", lambda: roofline.main(None, throughput=results["train_throughput"])),
         ("memory", lambda: memory.main(None)),
         ("inference", lambda: inference.main(None)),
+        ("c_inference", lambda: c_inference.main(None)),
     ]
     for name, section in sections:
         print(f"\n== {name} ==", flush=True)
@@ -63,6 +69,8 @@ def run() -> dict:
         results["seconds"][name] = time.perf_counter() - start
     results["train_speedup_vs_gru"] = results["train_throughput"]["train_speedup_vs_gru"]
     results["onnx_latency_ratio_vs_gru"] = results["inference"]["onnx_latency_ratio_vs_gru"]
+    results["c_latency_ratio_vs_gru"] = results["c_inference"]["c_latency_ratio_vs_gru"]
+    results["c_latency_ratio_vs_dense"] = results["c_inference"]["c_latency_ratio_vs_dense"]
     return results
 
 
@@ -87,6 +95,16 @@ def summary(results: dict) -> str:
         f"onnxruntime batch 1: compacted FastGRNN {infer['onnx_latency_ratio_vs_gru']:.2f}x "
         f"the ONNX GRU's latency; compacted/dense latency "
         f"{infer['onnx_compact_vs_dense_latency_ratio']:.2f}x"
+    )
+    c, g, d = (
+        results["c_inference"],
+        results["c_latency_ratio_vs_gru"],
+        results["c_latency_ratio_vs_dense"],
+    )
+    lines.append(
+        f"generated C per frame: compacted FastGRNN {g['-O2']:.3f}x / {g['-Os']:.3f}x a C GRU "
+        f"(-O2 / -Os), {d['-O2']:.3f}x / {d['-Os']:.3f}x dense at "
+        f"{c['mac_ratio_compact_vs_dense']:.3f}x its MACs"
     )
     took = ", ".join(f"{k} {v:.0f} s" for k, v in results["seconds"].items())
     lines.append(f"time: {took}")

@@ -7,6 +7,11 @@ Neural Network", NeurIPS 2018, eqs. (3)-(4), with W and U shared by both gates:
     h_t  = z_t ⊙ h_{t-1} + (sigmoid(zeta) (1 - z_t) + sigmoid(nu)) ⊙ h~_t
 zeta and nu are trained scalars (init 1.0 and -4.0). Each of W and U is a ``LowRankMatrix``:
 dense, fixed rank, or STR rank (g = exp on its singular values).
+
+``gates="piecewise"`` trains with the piecewise-linear sigmoid and tanh an integer-only device
+computes (the FastGRNN paper's quantised model): tanh_pl(x) = clamp(x, -1, 1) and
+sigmoid_pl(x) = clamp(x / 4 + 1 / 2, 0, 1) = (tanh_pl(x / 2) + 1) / 2, the same identity as
+sigmoid(x) = (tanh(x / 2) + 1) / 2, with the slopes at 0 of the smooth ones (1 and 1/4).
 """
 
 from __future__ import annotations
@@ -25,6 +30,26 @@ from edge_str.normalize import FeatureNormalizer
 # Elementwise multiplies per hidden unit per step in the h_t update: z⊙h, sigmoid(zeta)·(1-z),
 # and the coefficient ⊙ h~.
 _ELEMENTWISE_MACS_PER_UNIT = 3
+GATES = ("exact", "piecewise")  # FastGRNN's sigmoid and tanh: smooth, or piecewise linear
+
+
+def piecewise_sigmoid(x: torch.Tensor) -> torch.Tensor:
+    """sigmoid_pl(x) = clamp(x / 4 + 1 / 2, 0, 1): exact in fixed point (a shift and an add)."""
+    return torch.clamp(0.25 * x + 0.5, 0.0, 1.0)
+
+
+def piecewise_tanh(x: torch.Tensor) -> torch.Tensor:
+    """tanh_pl(x) = clamp(x, -1, 1)."""
+    return torch.clamp(x, -1.0, 1.0)
+
+
+def gate_functions(gates: str):
+    """(sigmoid, tanh) for ``gates`` ("exact" or "piecewise")."""
+    if gates == "exact":
+        return torch.sigmoid, torch.tanh
+    if gates == "piecewise":
+        return piecewise_sigmoid, piecewise_tanh
+    raise ValueError(f"gates must be one of {GATES}, got {gates!r}")
 
 
 def fastgrnn_step(
@@ -35,11 +60,13 @@ def fastgrnn_step(
     bias_update: torch.Tensor,
     zeta: torch.Tensor,
     nu: torch.Tensor,
+    gates: str = "exact",
 ) -> torch.Tensor:
     """One FastGRNN step given the input projection W x_t (B, H) and state h (B, H)."""
+    sigmoid, tanh = gate_functions(gates)
     pre = wx_t + h @ u.T  # W x_t + U h_{t-1}, (B, H)
-    z = torch.sigmoid(pre + bias_gate)
-    h_tilde = torch.tanh(pre + bias_update)
+    z = sigmoid(pre + bias_gate)
+    h_tilde = tanh(pre + bias_update)
     return z * h + (torch.sigmoid(zeta) * (1 - z) + torch.sigmoid(nu)) * h_tilde
 
 
@@ -58,8 +85,11 @@ class FastGRNNCell(nn.Module):
         s_init: float = LOWRANK_S_INIT,
         zeta_init: float = 1.0,
         nu_init: float = -4.0,
+        gates: str = "exact",
     ) -> None:
         super().__init__()
+        gate_functions(gates)  # refuses an unknown kind
+        self.gates = gates
         self.input_size, self.hidden_size = input_size, hidden_size
         self.W = LowRankMatrix(hidden_size, input_size, w_mode, rank_w, s_init=s_init)
         self.U = LowRankMatrix(hidden_size, hidden_size, u_mode, rank_u, s_init=s_init)
@@ -71,7 +101,14 @@ class FastGRNNCell(nn.Module):
     def forward(self, x_t: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         """One step: x_t (B, F), h (B, H) -> h' (B, H)."""
         return fastgrnn_step(
-            self.W(x_t), h, self.U.matrix(), self.bias_gate, self.bias_update, self.zeta, self.nu
+            self.W(x_t),
+            h,
+            self.U.matrix(),
+            self.bias_gate,
+            self.bias_update,
+            self.zeta,
+            self.nu,
+            self.gates,
         )
 
 
@@ -112,7 +149,9 @@ class FastGRNN(nn.Module):
         # Thresholded matrices once per forward; W x_t for all steps in one product.
         with parametrize.cached():
             u = cell.U.matrix()  # (H, H)
-            if self.fused and not _tracing():
+            # The fused loop has the smooth gates' backward built in; piecewise ones run the
+            # reference loop (autograd differentiates the clamps).
+            if self.fused and cell.gates == "exact" and not _tracing():
                 # Time-major projections (T, B, H): the layout the fused loop runs in.
                 wx = cell.W(x.transpose(0, 1))
                 return fastgrnn_sequence(
@@ -129,7 +168,7 @@ class FastGRNN(nn.Module):
             wx = cell.W(x)  # (B, T, H)
             for t in range(x.shape[1]):
                 h = fastgrnn_step(
-                    wx[:, t], h, u, cell.bias_gate, cell.bias_update, cell.zeta, cell.nu
+                    wx[:, t], h, u, cell.bias_gate, cell.bias_update, cell.zeta, cell.nu, cell.gates
                 )
         return h
 

@@ -29,6 +29,7 @@ def build_fastgrnn(
         rank_w=cfg.rank_w if fixed else None,
         rank_u=cfg.rank_u if fixed else None,
         s_init=cfg.s_init,
+        gates=cfg.gates,
     )
 
 

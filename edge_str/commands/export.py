@@ -1,5 +1,9 @@
 """``edge-str export RUN --out FILE.onnx``: bake STR in, write standard ONNX, check and report.
 
+``--c DIR`` (FastGRNN) also writes C99 for microcontrollers, checked with the ONNX files and
+moved into place with them (``export.c``); without ``--out`` the ONNX files and FILE.json go to
+DIR/NAME.onnx and DIR/NAME.json.
+
 FastGRNN runs: pruned ranks dropped (``export.onnx_export``). CNN runs (DS-CNN, ResNet,
 MobileNetV1): sparse weights baked in, BatchNorm folded, storage and budget figures in FILE.json
 (``export.cnn_export``); ``--streaming`` and ``--loop scan`` are refused for them.
@@ -22,6 +26,7 @@ from pathlib import Path
 import torch
 
 from edge_str.errors import EdgeStrError
+from edge_str.export.c.cli import add_c_arguments, c_request, c_summary
 from edge_str.export.onnx_export import DEFAULT_OPSET, LOOP_FORMS, MAX_OPSET, MIN_OPSET
 from edge_str.run import RunInfo
 
@@ -41,7 +46,9 @@ def register(subparsers) -> None:
         ),
     )
     parser.add_argument("run", metavar="RUN", help="run directory written by `edge-str train`")
-    parser.add_argument("--out", required=True, metavar="FILE.onnx", help="ONNX file to write")
+    parser.add_argument(
+        "--out", metavar="FILE.onnx", help="ONNX file to write (default with --c: DIR/NAME.onnx)"
+    )
     parser.add_argument(
         "--int8", action="store_true", help="also write FILE.int8.onnx (8-bit weights)"
     )
@@ -82,6 +89,7 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--checkpoint", default=None, metavar="NAME", help="checkpoint in RUN (default best.pt)"
     )
+    add_c_arguments(parser)
     parser.set_defaults(func=run)
 
 
@@ -109,9 +117,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.data is not None and not Path(args.data).is_dir():
         raise EdgeStrError(f"--data {args.data}: no such folder")
+    out, extensions = c_request(args)
     report = export_run(
         args.run,
-        args.out,
+        out,
         heldout=lambda info: heldout_split(info, args.data),
         checkpoint=args.checkpoint,
         streaming=args.streaming,
@@ -119,11 +128,13 @@ def run(args: argparse.Namespace) -> int:
         opset=args.opset,
         fixed_batch=args.fixed_batch,
         loop=args.loop,
+        extensions=extensions,
     )
     note = report["heldout"]["note"]
     if note:  # printed after success, so a refusal stays a single line on stderr
         print(
             f"edge-str: note: {note}; parity checked on random inputs, no accuracy", file=sys.stderr
         )
-    print(summary_line(report))
+    c_text = c_summary(report)
+    print(summary_line(report) + (f", {c_text}" if c_text else ""))
     return 0

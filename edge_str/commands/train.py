@@ -7,6 +7,7 @@ import argparse
 from edge_str.cnn.sparsity import SPARSITY_MODES
 from edge_str.config import OPTIMIZERS, TASKS, make_config
 from edge_str.families import ARCHS, family_of
+from edge_str.fastgrnn import GATES
 from edge_str.lowrank import RANK_MODES
 from edge_str.parametrization import GRANULARITIES
 
@@ -36,6 +37,7 @@ def register(subparsers) -> None:
     p.add_argument("--weight-decay", type=float, help="mu: decay of weights and thresholds")
     p.add_argument("--threshold-decay", type=float, help="decay of thresholds, if not mu")
     p.add_argument("--s-init", type=float, help="initial STR threshold parameter s")
+    p.add_argument("--gates", choices=GATES, help="FastGRNN sigmoid/tanh: exact or piecewise")
     cnn = p.add_argument_group("CNN path")
     cnn.add_argument("--model", dest="arch", choices=ARCHS, help="architecture")
     cnn.add_argument("--sparsity", choices=SPARSITY_MODES, help="CNN weight sparsity")
@@ -76,6 +78,7 @@ def overrides_from_args(args: argparse.Namespace) -> dict:
             "rank_w": args.rank_w,
             "rank_u": args.rank_u,
             "s_init": args.s_init,
+            "gates": args.gates,
             "arch": args.arch,
             "sparsity": args.sparsity,
             "str_granularity": args.str_granularity,

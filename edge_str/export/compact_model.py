@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from edge_str.errors import EdgeStrError
-from edge_str.fastgrnn import FastGRNNClassifier
+from edge_str.fastgrnn import FastGRNNClassifier, gate_functions
 from edge_str.lowrank import CompactMatrix
 from edge_str.parametrization import bake_str, str_parametrizations
 
@@ -102,6 +102,7 @@ class CompactFastGRNN(nn.Module):
         self.hidden_size = cell.hidden_size
         self.input_size = cell.input_size
         self.num_classes = model.head.out_features
+        self.gates = cell.gates  # exact | piecewise sigmoid and tanh (edge_str.fastgrnn)
         self.full_ranks = {"W": cell.W.full_rank, "U": cell.U.full_rank}
         self.register_buffer("mean", _plain(model.normalizer.mean))  # (F,)
         self.register_buffer("std", _plain(model.normalizer.std))  # (F,)
@@ -140,8 +141,9 @@ class CompactFastGRNN(nn.Module):
         """
         us = None if s is None else self.U(s)  # s (ζU)ᵀ = h Uᵀ
         pre_z = pz_t if us is None else us + pz_t  # onnxruntime fuses product + Add: one Gemm
-        z = torch.sigmoid(pre_z)
-        h_tilde = torch.tanh(pre_z + self.bias_delta)  # W x_t + U h + b_h
+        sigmoid, tanh = gate_functions(self.gates)
+        z = sigmoid(pre_z)
+        h_tilde = tanh(pre_z + self.bias_delta)  # W x_t + U h + b_h
         if s is None:
             return (self.kappa - z) * h_tilde  # s_1 = z ⊙ (0 - h~) + κ h~
         return z * (s - h_tilde) + self.kappa * h_tilde  # s' = h' / ζ
@@ -225,6 +227,7 @@ def clone_fastgrnn(model: FastGRNNClassifier) -> FastGRNNClassifier:
         u_mode=cell.U.mode,
         rank_w=cell.W.rank,
         rank_u=cell.U.rank,
+        gates=cell.gates,
     )
     clone.load_state_dict(model.state_dict())
     return clone.eval()

@@ -31,8 +31,10 @@ than the float one.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -101,6 +103,7 @@ FLOAT_OPS = frozenset(
         "Div",
         "Sigmoid",
         "Tanh",
+        "Clip",  # piecewise-linear gates (model.gates: piecewise)
         "Concat",
         "Slice",
         "Split",
@@ -165,6 +168,7 @@ def export_model(
     heldout_note: str | None = None,
     extra: dict[str, Any] | None = None,
     front_end: str | None = None,
+    extensions: Sequence[Callable[[Any], dict[str, Any]]] = (),
 ) -> dict[str, Any]:
     """Bake, compact and export ``model``; check the files; write them and FILE.json.
 
@@ -175,7 +179,10 @@ def export_model(
     then nothing is written. ``loop``: "unrolled" (default: one straight line of standard ops,
     what microcontroller converters take) or "scan" (the time loop as one ONNX Scan, faster
     under onnxruntime at batch 1; see ``scan_graph``). The streaming step graph is the same
-    either way.
+    either way. ``extensions``: further outputs (the C exporter, ``export.c.extension``), each
+    called with an ``ExtensionContext`` once the ONNX files passed their checks; they stage
+    their files through ``context.stage.file(target)`` (moved into place with the ONNX files,
+    or not at all) and return FILE.json fields.
     """
     paths = validate_options(out, opset, fixed_batch, loop)
     if not isinstance(model, FastGRNNClassifier):
@@ -343,9 +350,76 @@ def export_model(
 
         if extra:
             report.update(extra)
-        paths.move_into_place(moves)
+        with _Staging() as stage:
+            prepared = _Prepared(compact, reference, compact_logits)
+            for extension in extensions:
+                context = ExtensionContext(_FASTGRNN, prepared, x, y_np, report, stage)
+                report.update(extension(context))
+            paths.move_into_place(moves)
+            stage.commit()
     write_json(paths.report, report)
     return report
+
+
+# ----------------------------------------------------------------------------- extensions
+
+
+@dataclass(frozen=True)
+class _Family:
+    family: str
+
+
+_FASTGRNN = _Family("fastgrnn")
+
+
+@dataclass
+class _Prepared:
+    compact: CompactFastGRNN
+    reference: np.ndarray  # the trained model's logits on the held-out x
+    compact_logits: np.ndarray  # the compacted torch module's
+
+
+@dataclass
+class ExtensionContext:
+    """What an extension sees: the checked export before anything is moved into place."""
+
+    adapter: _Family
+    prepared: _Prepared
+    x: torch.Tensor
+    y: np.ndarray | None
+    report: dict[str, Any]
+    stage: _Staging
+
+
+class _Staging:
+    """Files under temporary names in a hidden folder beside each target; ``commit`` renames
+    them into place (``os.replace``), leaving the block removes what was not committed."""
+
+    def __init__(self) -> None:
+        self._dirs: dict[Path, Path] = {}
+        self._moves: list[tuple[Path, Path]] = []
+
+    def __enter__(self) -> _Staging:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for folder in self._dirs.values():
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def file(self, target: str | os.PathLike) -> Path:
+        target = Path(target)
+        if target.parent not in self._dirs:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            self._dirs[target.parent] = Path(
+                tempfile.mkdtemp(prefix=".edge_str-export-", dir=target.parent)
+            )
+        tmp = self._dirs[target.parent] / target.name
+        self._moves.append((tmp, target))
+        return tmp
+
+    def commit(self) -> None:
+        for tmp, target in self._moves:
+            os.replace(tmp, target)
 
 
 def graph_nodes_per_step(model: FastGRNNClassifier, opset: int = DEFAULT_OPSET) -> int:
@@ -423,6 +497,7 @@ def export_run(
     heldout_source: str = "given",
     random_examples: int = DEFAULT_RANDOM_EXAMPLES,
     seed: int = 0,
+    extensions: Sequence[Callable[[Any], dict[str, Any]]] = (),
 ) -> dict[str, Any]:
     """Export the kept (best-validation) model of a training run; see ``export_model``.
 
@@ -443,6 +518,8 @@ def export_run(
     if load_run_info(run_dir).config.model.arch in CNN_ARCHS:
         from edge_str.export.cnn_export import export_cnn_run
 
+        if extensions:
+            raise EdgeStrError(f"{run_dir}: the C export supports FastGRNN runs only")
         return export_cnn_run(
             run_dir,
             out,
@@ -491,6 +568,7 @@ def export_run(
         extra={"run": str(run_dir), "task": info.config.task},
         heldout_note=reason,
         front_end=front_end_of(info),
+        extensions=extensions,
     )
     return report
 

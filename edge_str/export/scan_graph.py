@@ -79,11 +79,17 @@ def scan_sequence_graph(
 ) -> onnx.ModelProto:
     """Raw features (batch, steps, F) -> logits (batch, C), the time loop as one Scan.
 
-    ``batch`` None makes the batch dimension dynamic. Raises ``EdgeStrError`` when W has rank 0.
+    ``batch`` None makes the batch dimension dynamic. Raises ``EdgeStrError`` when W has rank 0
+    or the model's gates are not the exact sigmoid / tanh.
     """
     if compact.W.kind == "zero":
         raise EdgeStrError(
             "--loop scan: W has rank 0 (the logits do not depend on the input); "
+            "export the unrolled graph"
+        )
+    if compact.gates != "exact":  # the loop body is written with Sigmoid / Tanh nodes
+        raise EdgeStrError(
+            f"--loop scan: the model was trained with {compact.gates} gates; "
             "export the unrolled graph"
         )
     hidden = compact.hidden_size

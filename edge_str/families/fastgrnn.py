@@ -7,6 +7,7 @@ from typing import Any
 
 from edge_str.defaults import LOWRANK_S_INIT
 from edge_str.families.base import ModelFamily, lazy, summary_hooks
+from edge_str.fastgrnn import GATES
 from edge_str.lowrank import RANK_MODES
 from edge_str.validation import setting
 
@@ -20,6 +21,9 @@ class FastGRNNConfig:
     rank_w: int | None = setting(None, at_least=1)  # fixed mode: rank of W (default full)
     rank_u: int | None = setting(None, at_least=1)  # fixed mode: rank of U (default full)
     s_init: float = LOWRANK_S_INIT  # STR threshold init; g = exp on singular values
+    # Gates: exact sigmoid/tanh, or piecewise linear (what an integer-only C export computes,
+    # `edge-str export --c DIR --integer`), so the model is trained for them.
+    gates: str = setting("exact", choices=GATES)
     # STR mode: refactor W1·diag(sigma)·W2 as its SVD after every epoch, so the threshold acts
     # on true singular values (see edge_str.lowrank). Off, sigma drifts from them and W keeps
     # full rank on the demo data (measured).
