@@ -148,7 +148,7 @@ def test_a_run_made_with_a_relative_data_path_evaluates_from_elsewhere(
     assert _json(tmp_path / "run" / "config.json")["data_dir"] == str(har_tree.resolve())
     monkeypatch.chdir(tmp_path)
     capsys.readouterr()
-    assert main(["evaluate", "run"]) == 0
+    assert main(["evaluate", "run", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["data"] == str(har_tree.resolve())
 
 
