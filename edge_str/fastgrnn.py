@@ -5,8 +5,15 @@ Neural Network", NeurIPS 2018, eqs. (3)-(4), with W and U shared by both gates:
     z_t  = sigmoid(W x_t + U h_{t-1} + b_z)
     h~_t = tanh(W x_t + U h_{t-1} + b_h)
     h_t  = z_t ⊙ h_{t-1} + (sigmoid(zeta) (1 - z_t) + sigmoid(nu)) ⊙ h~_t
-zeta and nu are trained scalars (init 1.0 and -4.0). Each of W and U is a ``LowRankMatrix``:
-dense, fixed rank, or STR rank (g = exp on its singular values).
+zeta and nu are trained scalars. Each of W and U is a ``LowRankMatrix``: dense, fixed rank, or
+STR rank (g = exp on its singular values).
+
+Initialisation (the defaults below are the package's one home for them). W and U are shared by
+both gates, so b_z is the only parameter of the gate alone, and it sets how long the state
+remembers at the start: z = sigmoid(b_z) keeps a fraction z of h per step. b_z = 1 (EdgeML's
+init) gives z = 0.73, a memory of ~3 frames on 99-frame clips, and the gradient from the last
+state barely reaches the word; Adam then needs hundreds of steps to raise b_z (measured: dense
+FastGRNN at 54% where nn.GRU(64) reaches 88% in the same 30 epochs).
 """
 
 from __future__ import annotations
@@ -18,12 +25,17 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from edge_str.fused import BACKENDS, fastgrnn_sequence
-from edge_str.lowrank import CompactMatrix, LowRankMatrix
+from edge_str.lowrank import DEFAULT_S_INIT, CompactMatrix, LowRankMatrix
 from edge_str.normalize import FeatureNormalizer
 
 # Elementwise multiplies per hidden unit per step in the h_t update: z⊙h, sigmoid(zeta)·(1-z),
 # and the coefficient ⊙ h~.
 _ELEMENTWISE_MACS_PER_UNIT = 3
+
+GATE_BIAS_INIT = 3.0  # b_z: z = sigmoid(3) = 0.95, a memory of ~20 frames at the start
+UPDATE_BIAS_INIT = 1.0  # b_h
+ZETA_INIT = 1.0  # sigmoid(zeta) scales (1 - z) in the update
+NU_INIT = -4.0  # sigmoid(nu) = 0.018, the update's floor
 
 
 def fastgrnn_step(
@@ -54,16 +66,18 @@ class FastGRNNCell(nn.Module):
         u_mode: str = "str",
         rank_w: int | None = None,
         rank_u: int | None = None,
-        s_init: float = -10.0,
-        zeta_init: float = 1.0,
-        nu_init: float = -4.0,
+        s_init: float = DEFAULT_S_INIT,
+        gate_bias_init: float = GATE_BIAS_INIT,
+        update_bias_init: float = UPDATE_BIAS_INIT,
+        zeta_init: float = ZETA_INIT,
+        nu_init: float = NU_INIT,
     ) -> None:
         super().__init__()
         self.input_size, self.hidden_size = input_size, hidden_size
         self.W = LowRankMatrix(hidden_size, input_size, w_mode, rank_w, s_init=s_init)
         self.U = LowRankMatrix(hidden_size, hidden_size, u_mode, rank_u, s_init=s_init)
-        self.bias_gate = nn.Parameter(torch.ones(hidden_size))  # b_z
-        self.bias_update = nn.Parameter(torch.ones(hidden_size))  # b_h
+        self.bias_gate = nn.Parameter(torch.full((hidden_size,), float(gate_bias_init)))  # b_z
+        self.bias_update = nn.Parameter(torch.full((hidden_size,), float(update_bias_init)))  # b_h
         self.zeta = nn.Parameter(torch.tensor([zeta_init]))
         self.nu = nn.Parameter(torch.tensor([nu_init]))
 
