@@ -14,6 +14,8 @@ import yaml
 
 from edge_str.data import DataConfig
 from edge_str.errors import EdgeStrError
+from edge_str.fastgrnn import GATE_BIAS_INIT, NU_INIT, UPDATE_BIAS_INIT, ZETA_INIT
+from edge_str.lowrank import DEFAULT_S_INIT
 
 TASKS = ("google12", "har2", "har6", "digits")
 OPTIMIZERS = ("adam", "sgd")
@@ -26,11 +28,20 @@ class ModelConfig:
     rank_mode: str = "str"  # FastGRNN matrices: str (learned rank) | fixed | dense
     rank_w: int | None = None  # fixed mode: rank of W (default full)
     rank_u: int | None = None  # fixed mode: rank of U (default full)
-    s_init: float = -10.0  # STR threshold init; g = exp on singular values: exp(-10) ~ 4.5e-5
+    s_init: float = DEFAULT_S_INIT  # STR threshold init; g = exp on singular values
+    # FastGRNN initialisation (see edge_str.fastgrnn for why b_z starts at 3)
+    gate_bias_init: float = GATE_BIAS_INIT
+    update_bias_init: float = UPDATE_BIAS_INIT
+    zeta_init: float = ZETA_INIT
+    nu_init: float = NU_INIT
     # STR mode: refactor W1·diag(sigma)·W2 as its SVD after every epoch, so the threshold acts
     # on true singular values (see edge_str.lowrank). Off, sigma drifts from them and W keeps
     # full rank on the demo data (measured).
     svd_each_epoch: bool = True
+    # Budget mode (STR): steer the thresholds so the compacted model lands within ±10% of this
+    # size (see edge_str.training.budget). At most one of the two; KiB of float32 (4 B a param).
+    target_params: int | None = None
+    target_kb: float | None = None
     # CNN path
     sparsity: str = "str"  # str | gmp | dense (CNN weights)
     str_granularity: str = "layer"  # layer | global | channel | weight
@@ -65,6 +76,10 @@ class OptimConfig:
     lr: float = 1e-2
     weight_decay: float = 1e-4  # mu of STR: the same decay on weights and thresholds ...
     threshold_decay: float | None = None  # ... unless set here
+    # Adam only: thresholds take momentum-SGD steps whose learning rates sum to this over the
+    # run, so their path follows training progress, not the number of steps (see
+    # edge_str.training.optim). None: thresholds step like the weights (the CNN path).
+    threshold_rate: float | None = None
     lr_decay_epochs: int = 0  # 0: cosine decay over all epochs; N: halve every N epochs
     grad_clip: float = 5.0
 
@@ -108,6 +123,13 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
     "har6": {"model": {"hidden": 80}},
     "digits": {"model": {"arch": "resnet", "depth": 18, "width": 0.25}},
 }
+
+
+# FastGRNN STR (any task): thresholds on their own rule. Measured on demo-sized Google-12 trees:
+# Adam's ~lr-per-step thresholds with the weights' mu (1e-4) never prune; momentum SGD summed
+# to 1000 over the run with decay 0.01 ends at about rank 15 of 32 (W) and 14 of 100 (U), at the
+# accuracy of the unpruned model (see README, "What a short run learns on the demo data").
+FASTGRNN_DEFAULTS: dict[str, Any] = {"optim": {"threshold_rate": 1000.0, "threshold_decay": 0.01}}
 
 
 def _field_names(cls) -> set[str]:
@@ -166,8 +188,13 @@ def make_config(
     task = task or raw.get("task", "google12")
     if task not in TASKS:
         raise EdgeStrError(f"unknown task {task!r}; choose from {', '.join(TASKS)}")
-    merged = _merge(TASK_DEFAULTS.get(task, {}), raw)
-    merged = _merge(merged, _drop_none(overrides or {}))
+    overrides = _drop_none(overrides or {})
+    merged = TASK_DEFAULTS.get(task, {})
+    model = _merge(_merge(merged, raw), overrides).get("model")
+    arch = model.get("arch", ModelConfig.arch) if isinstance(model, dict) else None
+    if arch == "fastgrnn":
+        merged = _merge(merged, FASTGRNN_DEFAULTS)
+    merged = _merge(_merge(merged, raw), overrides)
     merged["task"] = task
     source = str(yaml_path) if yaml_path is not None else "config"
     return TrainConfig.from_dict(merged, source)
