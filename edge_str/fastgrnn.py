@@ -8,7 +8,7 @@ Neural Network", NeurIPS 2018, eqs. (3)-(4), with W and U shared by both gates:
 zeta and nu are trained scalars. Each of W and U is a ``LowRankMatrix``: dense, fixed rank, or
 STR rank (g = exp on its singular values).
 
-Initialisation (the defaults below are the package's one home for them). W and U are shared by
+Initialisation (defaults in edge_str.defaults, their one home). W and U are shared by
 both gates, so b_z is the only parameter of the gate alone, and it sets how long the state
 remembers at the start: z = sigmoid(b_z) keeps a fraction z of h per step. b_z = 1 (EdgeML's
 init) gives z = 0.73, a memory of ~3 frames on 99-frame clips, and the gradient from the last
@@ -24,18 +24,20 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from edge_str.defaults import (
+    GATE_BIAS_INIT,
+    LOWRANK_S_INIT,
+    NU_INIT,
+    UPDATE_BIAS_INIT,
+    ZETA_INIT,
+)
 from edge_str.fused import BACKENDS, fastgrnn_sequence
-from edge_str.lowrank import DEFAULT_S_INIT, CompactMatrix, LowRankMatrix
+from edge_str.lowrank import CompactMatrix, LowRankMatrix
 from edge_str.normalize import FeatureNormalizer
 
 # Elementwise multiplies per hidden unit per step in the h_t update: z⊙h, sigmoid(zeta)·(1-z),
 # and the coefficient ⊙ h~.
 _ELEMENTWISE_MACS_PER_UNIT = 3
-
-GATE_BIAS_INIT = 3.0  # b_z: z = sigmoid(3) = 0.95, a memory of ~20 frames at the start
-UPDATE_BIAS_INIT = 1.0  # b_h
-ZETA_INIT = 1.0  # sigmoid(zeta) scales (1 - z) in the update
-NU_INIT = -4.0  # sigmoid(nu) = 0.018, the update's floor
 
 
 def fastgrnn_step(
@@ -66,7 +68,7 @@ class FastGRNNCell(nn.Module):
         u_mode: str = "str",
         rank_w: int | None = None,
         rank_u: int | None = None,
-        s_init: float = DEFAULT_S_INIT,
+        s_init: float = LOWRANK_S_INIT,
         gate_bias_init: float = GATE_BIAS_INIT,
         update_bias_init: float = UPDATE_BIAS_INIT,
         zeta_init: float = ZETA_INIT,

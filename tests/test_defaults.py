@@ -5,8 +5,10 @@ import math
 
 from edge_str.cli import main
 from edge_str.config import ModelConfig, make_config
-from edge_str.fastgrnn import GATE_BIAS_INIT, FastGRNNCell
-from edge_str.lowrank import DEFAULT_S_INIT, LowRankMatrix
+from edge_str.defaults import GATE_BIAS_INIT
+from edge_str.defaults import LOWRANK_S_INIT as DEFAULT_S_INIT
+from edge_str.fastgrnn import FastGRNNCell
+from edge_str.lowrank import LowRankMatrix
 from tests._data_trees import build_har_tree
 
 
