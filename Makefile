@@ -9,11 +9,16 @@ DEMO_DIR ?= demo
 
 venv: $(STAMP)
 
-# torch is pinned first so pip takes the local CPU wheel instead of the CUDA build;
+# pip quietly: no progress bars, no "new release of pip" notice.
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+export PIP_PROGRESS_BAR := off
+
+# torch is pinned first so pip takes the local CPU wheel instead of the CUDA build; numpy comes
+# with it, or torch's first import (checking torchaudio) warns "Failed to initialize NumPy".
 # torchaudio is then made CPU-only by tools/install_torchaudio_cpu.sh (see README).
 $(STAMP): pyproject.toml tools/install_torchaudio_cpu.sh
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q "torch==2.13.0"
+	$(BIN)/pip install -q "torch==2.13.0" "numpy>=1.24"
 	bash tools/install_torchaudio_cpu.sh $(BIN)/python
 	$(BIN)/pip install -q -e ".[test]"
 	# Build the fused FastGRNN kernel now rather than in the first test or training run;

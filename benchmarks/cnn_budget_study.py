@@ -3,11 +3,13 @@
     python benchmarks/cnn_budget_study.py [--task digits] [--model resnet --depth 10 --width 0.25]
         [--epochs 30] [--weight-decay 2e-3] [--cnn-s-init -6] [--seeds 0 1 2]
         [--optimizer adam|sgd] [--lr LR] [--sparsify-first-last] [--methods str gmp-uniform ...]
-        [--out runs/budget_study] [--json results.json]
+        [--jobs N] [--backend local|ray [--address ADDR]] [--out runs/budget_study]
+        [--json results.json]
     python benchmarks/cnn_budget_study.py --task google12 --data /tmp/g12 --model dscnn --width 0.5
 
-For each seed, five runs through ``edge-str train`` with the same task, model, epochs and
-optimizer settings (STR paper, sec. 5.1 and Fig. 2/3 -- "STR's budget with GMP"):
+For each seed, five training runs (``edge-str train``'s trainer, scheduled by
+``edge_str.scheduling``: in this process, worker processes or Ray tasks) with the same task,
+model, epochs and optimizer settings (STR paper, sec. 5.1 and Fig. 2/3 -- "STR's budget with GMP"):
 
     dense        no sparsity
     str          STR, one learned threshold per layer: the budget is whatever STR learns
@@ -22,8 +24,10 @@ optimizer settings (STR paper, sec. 5.1 and Fig. 2/3 -- "STR's budget with GMP")
 
 First and last layers stay dense in all of them (the package default) unless
 ``--sparsify-first-last``. Prints a Markdown table
-(mean and spread over seeds of sparsity, MACs, test accuracy) and the exact commands, and writes
-every run's figures as JSON. Runs on one intra-op thread (small models: fastest on a busy CPU).
+(mean and spread over seeds of sparsity, MACs, test accuracy) and the run folders (each with its
+config.json), and writes every run's figures as JSON. Finished runs are reused and half-finished
+ones resumed when the command is run again. Each run uses one intra-op thread (small models:
+fastest on a busy CPU).
 """
 
 from __future__ import annotations
@@ -36,30 +40,37 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from edge_str.config import OPTIMIZERS
+from edge_str.config import OPTIMIZERS, make_config
+from edge_str.errors import EdgeStrError
+from edge_str.scheduling import BACKENDS, Job, Outcome, Scheduler, make_backend
 
 METHODS = ("dense", "str", "gmp-uniform", "gmp-uniform-flops", "gmp-budget")
 
 
-def train_args(args: argparse.Namespace, seed: int, out: Path) -> list[str]:
-    common = ["--task", args.task, "--model", args.model, "--width", str(args.width)]
-    if args.model == "resnet":
-        common += ["--depth", str(args.depth)]
-    if args.data:
-        common += ["--data", str(args.data)]
-    common += ["--epochs", str(args.epochs), "--seed", str(seed), "--out", str(out)]
-    common += ["--weight-decay", str(args.weight_decay)]
-    if args.lr is not None:
-        common += ["--lr", str(args.lr)]
-    if args.batch_size is not None:
-        common += ["--batch-size", str(args.batch_size)]
-    if args.optimizer is not None:
-        common += ["--optimizer", args.optimizer]
-    if args.sparsify_first_last:
-        common += ["--sparsify-first-last"]
-    return common
+def run_job(args: argparse.Namespace, seed: int, out: Path, sparsity: str, **model: Any) -> Job:
+    """The training run of one method: the study's shared settings and ``model`` overrides."""
+    overrides = {
+        "data_dir": str(args.data) if args.data else None,
+        "out": str(out),
+        "seed": seed,
+        "threads": args.threads,
+        "model": {
+            "arch": args.model,
+            "width": args.width,
+            "depth": args.depth if args.model == "resnet" else None,
+            "sparsity": sparsity,
+            "sparsify_first_last": True if args.sparsify_first_last else None,
+            **model,
+        },
+        "optim": {
+            "epochs": args.epochs,
+            "weight_decay": args.weight_decay,
+            "lr": args.lr,
+            "batch_size": args.batch_size,
+            "optimizer": args.optimizer,
+        },
+    }
+    return Job(str(out), make_config(args.task, None, overrides).to_dict())
 
 
 def flops_matched_target(final: dict[str, Any]) -> float:
@@ -74,21 +85,6 @@ def flops_matched_target(final: dict[str, Any]) -> float:
     prunable = sum(e["dense_macs"] for e in layers if e["sparsified"])
     target = 1.0 - (final["macs"] - fixed) / prunable
     return min(max(target, 0.0), 0.999)
-
-
-def run_one(argv: list[str], log: list[str]) -> dict[str, Any]:
-    """``edge-str train ARGV`` in this process; final.json, with the command logged."""
-    from edge_str.cli import main
-
-    out = Path(argv[argv.index("--out") + 1])
-    final_path = out / "final.json"
-    log.append("edge-str train " + " ".join(argv))
-    if final_path.is_file():  # a finished run from before: reuse it (delete RUN to redo)
-        return json.loads(final_path.read_text())
-    code = main(["train", *argv])
-    if code != 0:
-        sys.exit(f"edge-str train {' '.join(argv)} failed with exit code {code}")
-    return json.loads(final_path.read_text())
 
 
 def row(method: str, seed: int, final: dict[str, Any]) -> dict[str, Any]:
@@ -136,43 +132,64 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def _train_run(
-    args: argparse.Namespace,
-    seed: int,
-    out: Path,
-    sparsity: str,
-    extra: list[str],
-    commands: list[str],
-) -> dict[str, Any]:
-    """One run of the study with ``--sparsity SPARSITY`` and its own ``extra`` flags."""
-    return run_one([*train_args(args, seed, out), "--sparsity", sparsity, *extra], commands)
+class BudgetStudy:
+    """The runs of every seed and what each one's outcome makes possible (the GMP runs need
+    STR's); the rows of the finished ones, and the failures."""
 
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.rows: list[dict[str, Any]] = []
+        self.notes: list[str] = []
+        self.failures: list[str] = []
+        self._methods: dict[str, tuple[int, list[str]]] = {}  # job name -> (seed, its rows)
 
-def _uniform_runs(
-    args: argparse.Namespace, seed: int, base: Path, learned: dict[str, Any], commands: list[str]
-) -> list[dict[str, Any]]:
-    """gmp-uniform (STR's sparsity in every sparsified layer) and gmp-uniform-flops (STR's MACs)."""
-    rows = []
-    target = round(learned["budget"]["sparsified_sparsity"], 6)
-    uniform = None
-    if "gmp-uniform" in args.methods:
-        uniform = _train_run(
-            args, seed, base / "gmp_uniform", "gmp", ["--gmp-target", str(target)], commands
-        )
-        rows.append(row("gmp-uniform", seed, uniform))
-    if "gmp-uniform-flops" not in args.methods:
-        return rows
-    flops_target = round(flops_matched_target(learned), 6)
-    if flops_target == target and uniform is not None:
-        # Every sparsified layer costs the same MACs per weight (the DS-CNN: all blocks at
-        # one resolution), so the same target: the run would repeat gmp-uniform exactly.
-        same_flops = uniform
-        commands.append(f"# gmp-uniform-flops, seed {seed}: target {target} = gmp-uniform's")
-    else:
-        flags = ["--gmp-target", str(flops_target)]
-        same_flops = _train_run(args, seed, base / "gmp_uniform_flops", "gmp", flags, commands)
-    rows.append(row("gmp-uniform-flops", seed, same_flops))
-    return rows
+    def _job(self, seed: int, methods: list[str], folder: str, sparsity: str, **model) -> Job:
+        job = run_job(self.args, seed, self.args.out / f"seed{seed}" / folder, sparsity, **model)
+        self._methods[job.name] = (seed, methods)
+        return job
+
+    def first_jobs(self) -> list[Job]:
+        jobs = []
+        for seed in self.args.seeds:
+            if "dense" in self.args.methods:
+                jobs.append(self._job(seed, ["dense"], "dense", "dense"))
+            if set(self.args.methods) != {"dense"}:
+                jobs.append(self._job(seed, ["str"], "str", "str", cnn_s_init=self.args.cnn_s_init))
+        return jobs
+
+    def done(self, job: Job, outcome: Outcome) -> list[Job]:
+        seed, methods = self._methods[job.name]
+        if outcome.status != "ok":
+            self.failures.append(f"{', '.join(methods)} (seed {seed}): {outcome.error}")
+            return []
+        self.rows += [row(method, seed, outcome.final) for method in methods]
+        return self._gmp_jobs(seed, job, outcome.final) if methods == ["str"] else []
+
+    def _gmp_jobs(self, seed: int, str_job: Job, learned: dict[str, Any]) -> list[Job]:
+        """gmp-uniform (STR's sparsity in every sparsified layer), gmp-uniform-flops (STR's
+        MACs) and gmp-budget (STR's per-layer sparsities)."""
+        wanted = self.args.methods
+        target = round(learned["budget"]["sparsified_sparsity"], 6)
+        flops_target = round(flops_matched_target(learned), 6)
+        runs: list[tuple[list[str], str, float]] = []  # (methods it serves, folder, GMP target)
+        if "gmp-uniform" in wanted:
+            runs.append((["gmp-uniform"], "gmp_uniform", target))
+        if "gmp-uniform-flops" in wanted:
+            if runs and flops_target == target:
+                # Every sparsified layer costs the same MACs per weight (the DS-CNN: all blocks
+                # at one resolution), so the same target: gmp-uniform's run serves both.
+                runs[0][0].append("gmp-uniform-flops")
+                self.notes.append(
+                    f"gmp-uniform-flops, seed {seed}: target {target} = gmp-uniform's"
+                )
+            else:
+                runs.append((["gmp-uniform-flops"], "gmp_uniform_flops", flops_target))
+        jobs = [self._job(seed, m, folder, "gmp", gmp_target=t) for m, folder, t in runs]
+        if "gmp-budget" in wanted:
+            jobs.append(
+                self._job(seed, ["gmp-budget"], "gmp_budget", "gmp", budget_from=str_job.name)
+            )
+        return jobs
 
 
 def main() -> None:
@@ -197,38 +214,33 @@ def main() -> None:
         default=list(METHODS),
         help="a subset to run (the GMP methods need str's run, which then runs too)",
     )
+    parser.add_argument("--jobs", type=int, default=1, help="runs at once (default 1)")
+    parser.add_argument("--backend", choices=BACKENDS, default="local")
+    parser.add_argument("--address", help="Ray cluster (--backend ray); default: a local one")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=Path("runs/budget_study"))
     parser.add_argument("--json", type=Path, default=None, help="default: OUT/study.json")
     args = parser.parse_args()
     if args.task == "google12" and args.data is None:
         parser.error("--task google12 needs --data DIR (e.g. from `edge-str data synth google12`)")
-    torch.set_num_threads(args.threads)
 
+    args.out = args.out.resolve()  # run folders every worker (or Ray node) finds
     started = time.perf_counter()
-    rows: list[dict[str, Any]] = []
-    commands: list[str] = []
-    for seed in args.seeds:
-        base = args.out / f"seed{seed}"
-        if "dense" in args.methods:
-            dense = _train_run(args, seed, base / "dense", "dense", [], commands)
-            rows.append(row("dense", seed, dense))
-        if set(args.methods) == {"dense"}:
-            continue
-        str_run = base / "str"
-        flags = ["--cnn-s-init", str(args.cnn_s_init)]
-        learned = _train_run(args, seed, str_run, "str", flags, commands)
-        rows.append(row("str", seed, learned))
-        if "gmp-uniform" in args.methods or "gmp-uniform-flops" in args.methods:
-            rows += _uniform_runs(args, seed, base, learned, commands)
-        if "gmp-budget" in args.methods:
-            flags = ["--budget-from", str(str_run)]
-            budget = _train_run(args, seed, base / "gmp_budget", "gmp", flags, commands)
-            rows.append(row("gmp-budget", seed, budget))
+    study = BudgetStudy(args)
+    try:
+        backend = make_backend(args.backend, args.jobs, address=args.address, folder=args.out)
+        Scheduler(backend, study.done).run(study.first_jobs())
+    except EdgeStrError as error:
+        sys.exit(f"cnn_budget_study: error: {error}")
+    if study.failures:
+        sys.exit("cnn_budget_study: runs failed:\n  " + "\n  ".join(study.failures))
+    rows = sorted(study.rows, key=lambda r: (r["seed"], METHODS.index(r["method"])))
+    runs = sorted({str(args.out / f"seed{r['seed']}") for r in rows})
 
     result = {
         "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-        "commands": commands,
+        "runs": runs,
+        "notes": study.notes,
         "rows": rows,
         "table": table(rows),
         "seconds": time.perf_counter() - started,
@@ -250,9 +262,9 @@ def main() -> None:
         ]
         print(f"| {layer} | " + " | ".join(cells) + " |")
     print()
-    print("commands:")
-    for command in commands:
-        print("  " + command)
+    print("run folders (each run's settings in its config.json):")
+    for folder in runs + study.notes:
+        print("  " + folder)
     print(f"\n{len(rows)} runs in {result['seconds']:.0f} s; figures in {json_path}")
 
 

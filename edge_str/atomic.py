@@ -37,6 +37,13 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
+def file_in_the_way(path: str | os.PathLike) -> Path | None:
+    """The file (not folder) where a folder above ``path`` would have to be, if there is one:
+    then ``path`` cannot be created (mkdir would fail with FileExistsError)."""
+    existing = next((p for p in Path(path).parents if p.exists()), None)
+    return existing if existing is not None and not existing.is_dir() else None
+
+
 def write_atomic(path: str | os.PathLike, write: Callable[[Path], Any]) -> None:
     """Call ``write(tmp_path)`` and move the result onto ``path`` only if it succeeded."""
     with atomic_path(path) as tmp:

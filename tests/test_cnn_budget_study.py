@@ -12,6 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 import cnn_budget_study  # noqa: E402
 
+import edge_str.training  # noqa: E402
 from edge_str.cnn.flops import budget_report  # noqa: E402
 from edge_str.cnn.sparsity import mask_parametrizations  # noqa: E402
 from edge_str.config import ModelConfig  # noqa: E402
@@ -76,11 +77,11 @@ def test_methods_selects_the_runs_and_the_table(methods, trained, tmp_path, monk
     )
     runs = []
 
-    def fake_run(argv, log):
-        runs.append(Path(argv[argv.index("--out") + 1]).name)
+    def fake_train(cfg, resume=False, log=print):
+        runs.append(Path(cfg.out).name)
         return final
 
-    monkeypatch.setattr(cnn_budget_study, "run_one", fake_run)
+    monkeypatch.setattr(edge_str.training, "train", fake_train)
     argv = ["study", "--seeds", "0", "--out", str(tmp_path), "--methods", *methods]
     monkeypatch.setattr(sys, "argv", argv)
     cnn_budget_study.main()

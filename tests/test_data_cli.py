@@ -1,7 +1,6 @@
 """``edge-str data ...`` through ``edge_str.cli.main``: exit codes, stdout, one-line stderr."""
 
 import json
-import shutil
 import zipfile
 
 import pytest
@@ -9,8 +8,7 @@ from _data_trees import build_har_tree, build_speech_tree
 
 from edge_str.cli import main
 from tests._cli import one_error_line
-
-HAS_ESPEAK = shutil.which("espeak-ng") is not None
+from tests._speech import hide_espeak_program, hide_espeak_wheel
 
 
 @pytest.fixture(autouse=True)
@@ -74,14 +72,14 @@ def test_synth_option_for_the_other_task_is_an_error(tmp_path, capsys):
 
 
 def test_synth_google12_without_espeak_is_one_line(tmp_path, capsys, monkeypatch):
-    from edge_str.data import synth_google12
-
-    monkeypatch.setattr(synth_google12.shutil, "which", lambda name: None)
+    hide_espeak_program(monkeypatch, tmp_path / "path")
+    hide_espeak_wheel(monkeypatch)
     assert main(["data", "synth", "google12", "--out", str(tmp_path / "sc")]) == 2
-    assert "apt-get install espeak-ng" in one_error_line(capsys)
+    line = one_error_line(capsys)
+    assert "apt-get install espeak-ng" in line and "pip install espeakng-loader" in line
+    assert not (tmp_path / "sc").exists()
 
 
-@pytest.mark.skipif(not HAS_ESPEAK, reason="espeak-ng is not installed (apt-get install espeak-ng)")
 def test_synth_google12_command(tmp_path, capsys):
     out = tmp_path / "sc"
     args = ["data", "synth", "google12", "--out", str(out), "--per-word", "1", "--seed", "2"]

@@ -10,10 +10,11 @@ import soundfile as sf
 import torch
 
 from edge_str.data import ACTIVITIES, DataConfig, load_task
-from edge_str.data import synth_google12 as synth_google12_module
+from edge_str.data.espeak import LibrarySpeech
 from edge_str.data.synth_google12 import synth_google12
 from edge_str.data.synth_har import TEST_SUBJECTS, synth_har
 from edge_str.errors import EdgeStrError
+from tests._speech import hide_espeak_program, hide_espeak_wheel
 
 HAS_ESPEAK = shutil.which("espeak-ng") is not None
 ROW = re.compile(r"^( [ -]\d\.\d{7}e[+-]\d{3}){128}$")
@@ -65,13 +66,48 @@ def test_synth_refuses_a_non_empty_folder(tmp_path):
 
 
 def test_synth_google12_without_espeak_says_how_to_install(tmp_path, monkeypatch):
-    monkeypatch.setattr(synth_google12_module.shutil, "which", lambda name: None)
-    with pytest.raises(EdgeStrError, match="apt-get install espeak-ng"):
+    hide_espeak_program(monkeypatch, tmp_path / "path")
+    hide_espeak_wheel(monkeypatch)
+    with pytest.raises(EdgeStrError, match="apt-get install espeak-ng") as caught:
         synth_google12(tmp_path / "sc")
+    message = str(caught.value)
+    assert "\n" not in message and "pip install espeakng-loader" in message
+    assert "espeakng-loader is not installed" in message and "no espeak-ng program" in message
     assert not (tmp_path / "sc").exists()
 
 
-@pytest.mark.skipif(not HAS_ESPEAK, reason="espeak-ng is not installed (apt-get install espeak-ng)")
+def _one_clip_is_speech(out: Path) -> None:
+    clip = next((out / "yes").glob("*_nohash_*.wav"))
+    info = sf.info(str(clip))
+    assert (info.samplerate, info.frames) == (16000, 16000)  # resampled from 22,050 Hz
+    samples, _ = sf.read(str(clip))
+    frame_rms = np.sqrt((samples.reshape(100, 160) ** 2).mean(axis=1))  # 10 ms frames
+    loud = int((frame_rms > 0.1 * frame_rms.max()).sum())
+    assert 0.05 < np.abs(samples).max() < 0.95 and 10 <= loud <= 90, loud  # a word in quiet
+
+
+def test_synth_google12_without_the_program_speaks_through_the_wheel(tmp_path, monkeypatch):
+    hide_espeak_program(monkeypatch, tmp_path / "path")
+    assert shutil.which("espeak-ng") is None
+    result = synth_google12(tmp_path / "sc", seed=1, per_word=1)
+    assert result["speech"] == LibrarySpeech.name and result["clips"] == 30
+    _one_clip_is_speech(tmp_path / "sc")
+    assert LibrarySpeech.name in (tmp_path / "sc" / "README.txt").read_text()
+
+
+@pytest.mark.skipif(not HAS_ESPEAK, reason="espeak-ng program not installed")
+def test_synth_google12_falls_back_to_the_program_without_the_wheel(tmp_path, monkeypatch):
+    hide_espeak_wheel(monkeypatch)
+    result = synth_google12(tmp_path / "sc", seed=1, per_word=1)
+    assert result["speech"].startswith("the espeak-ng program")
+    _one_clip_is_speech(tmp_path / "sc")
+
+
+def test_library_speech_refuses_an_unknown_voice_in_one_line():
+    with pytest.raises(EdgeStrError, match="espeak-ng has no voice 'xx-nowhere'"):
+        LibrarySpeech.shared().speak("yes", "xx-nowhere", 150, 50)
+
+
 def test_synth_google12_small_tree_loads_and_is_deterministic(tmp_path):
     out = tmp_path / "sc"
     result = synth_google12(out, seed=1, per_word=2)

@@ -13,6 +13,8 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
+from tests._speech import hide_espeak_program
+
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 TIMEOUT_PER_CELL = 240
@@ -31,6 +33,8 @@ def test_notebook_runs(path, tmp_path, monkeypatch):
     monkeypatch.setenv("EDGE_STR_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     monkeypatch.setenv("MPLBACKEND", "Agg")
+    # As on a fresh machine with pip only: no espeak-ng program (the wheel's library speaks).
+    hide_espeak_program(monkeypatch, tmp_path / "path")
     # The kernel imports this checkout's edge_str, whatever is installed.
     paths = [str(ROOT), os.environ.get("PYTHONPATH", "")]
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in paths if p))

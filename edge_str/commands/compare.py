@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from edge_str.compare.settings import COMPARE_TASKS
+from edge_str.scheduling import BACKENDS
 
 
 def register(subparsers) -> None:
@@ -23,7 +24,23 @@ def register(subparsers) -> None:
     p.add_argument("--out", required=True, help="study directory to write (or resume)")
     p.add_argument("--quick", action="store_true", help="a small grid and few epochs")
     p.add_argument("--epochs", type=int, help="epochs of every trained run (default: the preset)")
-    p.add_argument("--jobs", type=int, help="parallel processes (default: the number of cores)")
+    p.add_argument(
+        "--jobs",
+        type=int,
+        help="parallel runs (default: the cores; with --backend ray and no --address, the CPUs "
+        "of the local Ray cluster started)",
+    )
+    p.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="local",
+        help="local: worker processes on this machine (default); ray: every run a Ray task "
+        "(pip install 'edge_str[ray]'), OUT then on a path every node sees",
+    )
+    p.add_argument(
+        "--address",
+        help="Ray cluster to run on (e.g. auto or ray://HEAD:10001); default: start a local one",
+    )
     p.add_argument("--seed", type=int, help="training seed of every run")
     p.add_argument(
         "--config",
@@ -42,6 +59,8 @@ def run(args: argparse.Namespace) -> int:
         quick=args.quick,
         epochs=args.epochs,
     )
-    result = run_study(cfg, settings, args.out, args.jobs)
+    result = run_study(
+        cfg, settings, args.out, args.jobs, backend=args.backend, address=args.address
+    )
     print(result.summary_line())
     return 0

@@ -65,6 +65,13 @@ def register(subparsers) -> None:
         help="also sparsify the first and last layers",
     )
     p.add_argument("--resume", action="store_true", help="continue RUN from its last checkpoint")
+    p.add_argument(
+        "--ddp",
+        type=int,
+        metavar="N",
+        help="train on N processes of this machine (DistributedDataParallel, as torchrun "
+        "--nproc-per-node N -m edge_str train ...); --batch-size is then the global batch",
+    )
     p.set_defaults(func=run)
 
 
@@ -107,12 +114,22 @@ def overrides_from_args(args: argparse.Namespace) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     from edge_str.errors import EdgeStrError
+    from edge_str.run import resume_config
     from edge_str.training import train
+    from edge_str.training.distributed import launch, launched_rank, without_flag
 
-    cfg = make_config(args.task, args.config, overrides_from_args(args))
+    if args.resume:  # the run's own settings; what the user gave is checked against them
+        overrides = {**overrides_from_args(args), "task": args.task}
+        cfg = resume_config(args.out, args.config, overrides)
+    else:
+        cfg = make_config(args.task, args.config, overrides_from_args(args))
     if not cfg.data_dir and not args.resume and cfg.task != "digits":
         raise EdgeStrError("--data is required (or data_dir in the --config file)")
+    if args.ddp is not None:  # the settings are checked here, before any process starts
+        return launch(args.ddp, without_flag(args.argv, "--ddp"), cfg.device)
     final = train(cfg, resume=args.resume)
+    if launched_rank() != 0:
+        return 0
     shape = family_of(final["arch"]).final_text(final)
     print(
         f"trained {final['task']} {final['arch']}: test {final['test_accuracy']:.2%} "

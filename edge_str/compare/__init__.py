@@ -4,7 +4,7 @@ See ``edge_str.compare.study`` for what runs and how it resumes. From Python:
 
     from edge_str.compare import load_study_config, run_study
     cfg, settings = load_study_config("har2", overrides={"data_dir": "data/har"}, quick=True)
-    result = run_study(cfg, settings, "studies/har2", jobs=2)
+    result = run_study(cfg, settings, "studies/har2", jobs=2)  # or backend="ray", address=...
     print(result.summary_line())   # and studies/har2/compare.{csv,md,png}
 """
 
@@ -19,6 +19,7 @@ from edge_str.compare.report import (
     write_csv,
     write_reports,
 )
+from edge_str.compare.result import StudyResult
 from edge_str.compare.settings import (
     COMPARE_TASKS,
     PRESETS,
@@ -28,18 +29,14 @@ from edge_str.compare.settings import (
 )
 from edge_str.compare.study import (
     METHODS,
-    Job,
-    Outcome,
     Study,
-    StudyResult,
-    config_difference,
-    default_jobs,
-    execute_job,
+    StudyJob,
     plan_base_jobs,
     plan_svd_jobs,
     run_study,
 )
 from edge_str.compare.svd import truncated_model_config, truncated_svd_factors, truncated_svd_state
+from edge_str.scheduling import default_jobs
 
 __all__ = [
     "COLUMNS",
@@ -47,14 +44,11 @@ __all__ = [
     "METHODS",
     "PRESETS",
     "CompareSettings",
-    "Job",
-    "Outcome",
     "Study",
+    "StudyJob",
     "StudyResult",
     "best_at_size",
-    "config_difference",
     "default_jobs",
-    "execute_job",
     "load_study_config",
     "markdown_table",
     "pareto_front",

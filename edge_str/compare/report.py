@@ -10,12 +10,10 @@ import math
 import statistics
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from edge_str.atomic import write_atomic
-
-if TYPE_CHECKING:
-    from edge_str.compare.study import StudyResult
+from edge_str.compare.result import StudyResult
 
 COLUMNS = (
     "method",

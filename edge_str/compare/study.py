@@ -14,30 +14,26 @@ Every run is a trainer run directory under ``OUT/runs/<name>/`` (svd runs write 
 without training). The SVD runs need the dense run and their STR run, so they start when those
 have finished. A run whose ``final.json`` exists is reused; one with a ``last.pt`` but no
 ``final.json`` continues with resume; a failed run is recorded with its error and the study goes
-on. Runs execute in worker processes ("spawn", one torch thread each) or, with ``jobs=1``, in
-this process.
+on. Runs are ``edge_str.scheduling`` jobs: in worker processes ("spawn", one torch thread each),
+with ``jobs=1`` in this process, or with ``backend="ray"`` as Ray tasks.
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import json
-import multiprocessing
 import os
 import time
-import traceback
-from collections import deque
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
 from tqdm import tqdm
 
 from edge_str.atomic import write_json
+from edge_str.compare.report import write_csv, write_reports
+from edge_str.compare.result import StudyResult
 from edge_str.compare.settings import CompareSettings
 from edge_str.compare.svd import truncated_model_config, truncated_svd_state
 from edge_str.config import TrainConfig
@@ -45,7 +41,6 @@ from edge_str.errors import EdgeStrError
 from edge_str.lowrank import full_rank
 from edge_str.run import (
     BEST_CHECKPOINT,
-    CONFIG_FILE,
     FINAL_FILE,
     LAST_CHECKPOINT,
     RunInfo,
@@ -53,80 +48,37 @@ from edge_str.run import (
     save_checkpoint,
     save_run_info,
 )
+from edge_str.scheduling import (
+    Backend,
+    Job,
+    Outcome,
+    Scheduler,
+    config_difference,
+    make_backend,
+)
 
 METHODS = ("dense", "fixed", "str", "svd", "svd+finetune")
 RUNS_DIR = "runs"
-LOG_FILE = "train.log"
-ERROR_FILE = "error.log"
 SVD_INIT_FILE = "svd_init.pt"
 STUDY_FILE = "compare.json"  # the study's training config and grids, for resuming
 DENSE_RUN = "dense"
-# Settings that may differ between a planned run and the one found on disk.
-_IGNORED_KEYS = ("out", "class_names", "input_shape", "model.init_weights")
 
 
 @dataclass
-class Job:
-    """One run of the study."""
+class StudyJob(Job):
+    """One run of the study: a scheduler job with its method and what distinguishes it."""
 
-    name: str  # its folder under OUT/runs
-    method: str  # one of METHODS
-    setting: str  # what distinguishes it, for the table
-    config: dict[str, Any]  # TrainConfig.to_dict() of the run; "out" is its run directory
+    method: str = "dense"  # one of METHODS
+    setting: str = ""  # what distinguishes it, for the table
     ranks: dict[str, int] | None = None  # svd runs: the ranks cut to
     sources: list[str] = field(default_factory=list)  # svd runs: the STR runs with these ranks
 
-    @property
-    def run_dir(self) -> Path:
-        return Path(self.config["out"])
-
-
-@dataclass
-class Outcome:
-    """What became of a job: ok (with the run's final.json), failed or skipped."""
-
-    status: str  # ok | failed | skipped
-    final: dict[str, Any] | None = None
-    error: str = ""
-    reused: bool = False
-
-
-@dataclass
-class StudyResult:
-    rows: list[dict[str, Any]]
-    out: Path
-    seconds: float
-    counts: dict[str, int]  # new (run now), reused (found finished), failed, skipped
-    test_examples: int
-    settings: CompareSettings
-    config: TrainConfig
-    full_ranks: dict[str, int]  # of W and U
-
-    def summary_line(self) -> str:
-        """The command's one-line summary."""
-        c = self.counts
-        parts = [f"{c['new']} new", f"{c['reused']} reused"]
-        parts += [f"{c[k]} {k}" for k in ("failed", "skipped") if c[k]]
-        ok = [r for r in self.rows if r["status"] == "ok" and r["test_accuracy"] is not None]
-        text = f"compare {self.config.task}: {len(self.rows)} runs ({', '.join(parts)}) in "
-        text += f"{_duration(self.seconds)}"
-        best_str = max(
-            (r for r in ok if r["method"] == "str"), key=lambda r: r["test_accuracy"], default=None
-        )
-        dense = next((r for r in ok if r["method"] == "dense"), None)
-        if dense is not None:
-            text += f"; dense {100 * dense['test_accuracy']:.1f}% at {dense['params']:,} params"
-        if best_str is not None:
-            text += (
-                f"; best STR {100 * best_str['test_accuracy']:.1f}% at {best_str['params']:,} "
-                f"(ranks W {best_str['rank_w']}, U {best_str['rank_u']})"
-            )
-        return text + f" -> {self.out / 'compare.md'}"
-
-
-def _duration(seconds: float) -> str:
-    minutes, seconds = divmod(int(round(seconds)), 60)
-    return f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"
+    def execute(self, log: Callable[[str], None]) -> dict[str, Any]:
+        if self.method == "svd":
+            return evaluate_truncated(self)
+        if self.method == "svd+finetune" and not (self.run_dir / LAST_CHECKPOINT).is_file():
+            write_svd_init(self)
+        return super().execute(log)
 
 
 # ----------------------------------------------------------------------------- planning
@@ -145,14 +97,18 @@ def mu_name(mu: float) -> str:
     return f"{mu:g}"
 
 
-def plan_base_jobs(base: TrainConfig, settings: CompareSettings, out: Path) -> list[Job]:
+def _job(name: str, method: str, setting: str, cfg: TrainConfig, **extra: Any) -> StudyJob:
+    return StudyJob(name, cfg.to_dict(), method=method, setting=setting, **extra)
+
+
+def plan_base_jobs(base: TrainConfig, settings: CompareSettings, out: Path) -> list[StudyJob]:
     """The dense run, the fixed-rank grid and the STR grid (the SVD runs come later)."""
     dense = _run_config(base, out, DENSE_RUN, rank_mode="dense", rank_w=None, rank_u=None)
-    jobs = [Job(DENSE_RUN, "dense", f"hidden {base.model.hidden}", dense.to_dict())]
+    jobs = [_job(DENSE_RUN, "dense", f"hidden {base.model.hidden}", dense)]
     for rank_w, rank_u in settings.fixed_ranks:
         name = f"fixed-w{rank_w}-u{rank_u}"
         cfg = _run_config(base, out, name, rank_mode="fixed", rank_w=rank_w, rank_u=rank_u)
-        jobs.append(Job(name, "fixed", f"ranks W {rank_w}, U {rank_u}", cfg.to_dict()))
+        jobs.append(_job(name, "fixed", f"ranks W {rank_w}, U {rank_u}", cfg))
     for mu in settings.str_weight_decays:
         name = f"str-mu{mu_name(mu)}"
         cfg = _run_config(
@@ -161,13 +117,13 @@ def plan_base_jobs(base: TrainConfig, settings: CompareSettings, out: Path) -> l
         cfg.optim.weight_decay = mu
         cfg.optim.threshold_decay = None  # the paper's objective: the same mu on thresholds
         setting = f"mu {mu_name(mu)}, s_init {settings.str_s_init:g}"
-        jobs.append(Job(name, "str", setting, cfg.to_dict()))
+        jobs.append(_job(name, "str", setting, cfg))
     return jobs
 
 
 def plan_svd_jobs(
     dense_config: dict[str, Any], settings: CompareSettings, out: Path, ranks: dict[str, int]
-) -> list[Job]:
+) -> list[StudyJob]:
     """Truncated SVD of the dense run at ``ranks``: as it is, and fine-tuned."""
     dense = TrainConfig.from_dict(dense_config)
     tag = f"w{ranks['W']}-u{ranks['U']}"
@@ -186,13 +142,13 @@ def plan_svd_jobs(
         tuned.optim.lr = settings.finetune_lr
     setting = f"ranks W {ranks['W']}, U {ranks['U']}"
     return [
-        Job(f"svd-{tag}", "svd", setting, svd.to_dict(), dict(ranks)),
-        Job(
+        _job(f"svd-{tag}", "svd", setting, svd, ranks=dict(ranks)),
+        _job(
             f"svdft-{tag}",
             "svd+finetune",
             f"{setting}, {_plural(settings.finetune_epochs, 'epoch')} at lr {tuned.optim.lr:g}",
-            tuned.to_dict(),
-            dict(ranks),
+            tuned,
+            ranks=dict(ranks),
         ),
     ]
 
@@ -201,57 +157,14 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
-# ----------------------------------------------------------------------------- running one job
+# ----------------------------------------------------------------------------- the SVD runs
 
 
-def one_line(error: BaseException) -> str:
-    """An exception as one line: the message of a user error, else its type and first line."""
-    text = str(error).strip().splitlines()
-    first = text[0] if text else ""
-    if isinstance(error, EdgeStrError):
-        return first or type(error).__name__
-    return f"{type(error).__name__}: {first}" if first else type(error).__name__
-
-
-def execute_job(job: Job) -> Outcome:
-    """Run one job (in a worker process or inline); never raises for a failed run."""
-    run_dir = job.run_dir
-    run_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        with open(run_dir / LOG_FILE, "a") as log_file:
-
-            def log(text: str) -> None:
-                print(text, file=log_file, flush=True)
-
-            # The trainer's per-epoch bars and messages go to the run's log, not the terminal.
-            with contextlib.redirect_stdout(log_file), contextlib.redirect_stderr(log_file):
-                final = _execute(job, log)
-        (run_dir / ERROR_FILE).unlink(missing_ok=True)
-        return Outcome("ok", final=final)
-    except Exception as error:  # noqa: BLE001 - any failure is recorded; the study goes on
-        (run_dir / ERROR_FILE).write_text(traceback.format_exc())
-        return Outcome("failed", error=one_line(error))
-
-
-def _execute(job: Job, log: Callable[[str], None]) -> dict[str, Any]:
-    from edge_str.training import train
-
-    if job.method == "svd":
-        return evaluate_truncated(job)
-    cfg = TrainConfig.from_dict(job.config)
-    resume = (job.run_dir / LAST_CHECKPOINT).is_file()
-    if job.method == "svd+finetune" and not resume:
-        write_svd_init(job)
-    if resume:
-        log(f"compare: resuming {job.run_dir}")
-    return train(cfg, resume=resume, log=log)
-
-
-def _dense_dir(job: Job) -> Path:
+def _dense_dir(job: StudyJob) -> Path:
     return job.run_dir.parent / DENSE_RUN
 
 
-def write_svd_init(job: Job) -> Path:
+def write_svd_init(job: StudyJob) -> Path:
     """The truncated SVD of the dense run's kept model, as the fine-tune's init_weights."""
     _, dense = load_trained_model(_dense_dir(job))
     state = truncated_svd_state(dense.state_dict(), job.ranks)
@@ -260,7 +173,7 @@ def write_svd_init(job: Job) -> Path:
     return path
 
 
-def evaluate_truncated(job: Job) -> dict[str, Any]:
+def evaluate_truncated(job: StudyJob) -> dict[str, Any]:
     """The dense run cut to ``job.ranks`` without training: writes a run directory and final."""
     from edge_str.data import load_task
     from edge_str.models import build_model
@@ -298,73 +211,10 @@ def evaluate_truncated(job: Job) -> dict[str, Any]:
     return final
 
 
-def _init_worker() -> None:
-    torch.set_num_threads(1)
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-
-
-def _execute_inline(job: Job) -> Outcome:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return execute_job(job)
-    finally:
-        torch.set_num_threads(threads)
-
-
-# ----------------------------------------------------------------------------- resume
-
-
-def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
-def config_difference(planned: dict[str, Any], saved: dict[str, Any]) -> str | None:
-    """The first setting in which a run on disk differs from the planned one, or None."""
-    a, b = _flatten(planned), _flatten(saved)
-    for key in sorted(set(a) | set(b)):
-        if key in _IGNORED_KEYS:
-            continue
-        if a.get(key, "<unset>") != b.get(key, "<unset>"):
-            return f"{key} {b.get(key, '<unset>')!r}, planned {a.get(key, '<unset>')!r}"
-    return None
-
-
-def finished_outcome(job: Job) -> Outcome | None:
-    """A finished run on disk (reused), a run of other settings (failed), or None (to run)."""
-    config_path = job.run_dir / CONFIG_FILE
-    if config_path.is_file():
-        try:
-            saved = json.loads(config_path.read_text())
-        except json.JSONDecodeError:
-            saved = None
-        if saved is not None:
-            difference = config_difference(job.config, saved)
-            if difference:
-                return Outcome(
-                    "failed",
-                    error=f"{job.run_dir} holds a run of other settings ({difference}); "
-                    "delete it or choose another --out",
-                )
-    final_path = job.run_dir / FINAL_FILE
-    if final_path.is_file():
-        try:
-            return Outcome("ok", final=json.loads(final_path.read_text()), reused=True)
-        except json.JSONDecodeError:
-            return None  # a foreign or broken file: run again (train rewrites it)
-    return None
-
-
 # ----------------------------------------------------------------------------- the study
 
 
-def row_of(job: Job, outcome: Outcome) -> dict[str, Any]:
+def row_of(job: StudyJob, outcome: Outcome) -> dict[str, Any]:
     """One line of compare.csv."""
     final = outcome.final or {}
     ranks = final.get("ranks") or job.ranks or {}
@@ -391,7 +241,10 @@ def _sort_key(row: dict[str, Any]) -> tuple:
 
 
 class Study:
-    """Plans, runs and records one study; ``run()`` returns the rows."""
+    """Plans, runs and records one study on a scheduler backend; ``run()`` returns the rows.
+
+    ``backend``: an ``edge_str.scheduling`` backend; default the local one of ``jobs`` processes.
+    """
 
     def __init__(
         self,
@@ -400,17 +253,17 @@ class Study:
         out: str | os.PathLike,
         jobs: int = 1,
         *,
+        backend: Backend | None = None,
         progress: bool = True,
         on_row: Callable[[list[dict[str, Any]]], None] | None = None,
     ) -> None:
-        if jobs < 1:
-            raise EdgeStrError(f"--jobs must be at least 1, got {jobs}")
+        self.backend = make_backend("local", jobs) if backend is None else backend
         self.config, self.settings, self.out = config, settings, Path(out)
-        self.jobs, self.progress, self.on_row = jobs, progress, on_row
+        self.progress, self.on_row = progress, on_row
         self.base_jobs = plan_base_jobs(config, settings, self.out)
         self.str_jobs = [j for j in self.base_jobs if j.method == "str"]
-        self.results: dict[str, tuple[Job, Outcome]] = {}
-        self.svd_jobs: dict[str, Job] = {}
+        self.results: dict[str, tuple[StudyJob, Outcome]] = {}
+        self.svd_jobs: dict[str, StudyJob] = {}
         self._handled_str: set[str] = set()
         self._bar: Any = None
 
@@ -427,7 +280,7 @@ class Study:
             "skipped": sum(o.status == "skipped" for o in outcomes),
         }
 
-    def _dependents(self) -> list[Job]:
+    def _dependents(self) -> list[StudyJob]:
         """SVD jobs that became possible (or impossible) since the last call."""
         dense = self.results.get(DENSE_RUN)
         if dense is None:
@@ -448,7 +301,9 @@ class Study:
             )
             if blocker is not None:
                 for method in ("svd", "svd+finetune"):
-                    job = Job(f"{method}<-{str_job.name}", method, f"ranks of {str_job.name}", {})
+                    job = StudyJob(
+                        f"{method}<-{str_job.name}", {}, method, f"ranks of {str_job.name}"
+                    )
                     self._record(job, Outcome("skipped", error=f"needs {blocker}, which failed"))
                 continue
             ranks = {k: int(v) for k, v in outcome.final["ranks"].items()}
@@ -468,7 +323,7 @@ class Study:
             self._bar.total -= 1
             self._bar.refresh()
 
-    def _record(self, job: Job, outcome: Outcome) -> None:
+    def _record(self, job: StudyJob, outcome: Outcome) -> None:
         self.results[job.name] = (job, outcome)
         if self._bar is not None:
             self._bar.update(1)
@@ -476,63 +331,19 @@ class Study:
         if self.on_row is not None:
             self.on_row(self.rows())
 
+    def _done(self, job: StudyJob, outcome: Outcome) -> list[StudyJob]:
+        self._record(job, outcome)
+        return self._dependents()
+
     # -- running
     def run(self) -> list[dict[str, Any]]:
         total = len(self.base_jobs) + 2 * len(self.str_jobs)
         self._bar = tqdm(total=total, desc="compare", unit="run", disable=not self.progress or None)
         try:
-            if self.jobs == 1:
-                self._run_inline()
-            else:
-                self._run_pool()
+            Scheduler(self.backend, self._done).run(self.base_jobs)
         finally:
             self._bar.close()
         return self.rows()
-
-    def _start(self, job: Job, launch: Callable[[Job], None]) -> None:
-        outcome = finished_outcome(job)
-        if outcome is not None:
-            self._record(job, outcome)
-            for ready in self._dependents():
-                self._start(ready, launch)
-        else:
-            launch(job)
-
-    def _run_inline(self) -> None:
-        queue: deque[Job] = deque()
-        for job in self.base_jobs:
-            self._start(job, queue.append)
-        while queue:
-            job = queue.popleft()
-            self._record(job, _execute_inline(job))
-            for ready in self._dependents():
-                self._start(ready, queue.append)
-
-    def _run_pool(self) -> None:
-        context = multiprocessing.get_context("spawn")
-        running: dict[Future, Job] = {}
-        with ProcessPoolExecutor(self.jobs, mp_context=context, initializer=_init_worker) as pool:
-
-            def launch(job: Job) -> None:
-                running[pool.submit(execute_job, job)] = job
-
-            try:
-                for job in self.base_jobs:
-                    self._start(job, launch)
-                while running:
-                    done, _ = wait(list(running), return_when=FIRST_COMPLETED)
-                    for future in done:
-                        job = running.pop(future)
-                        try:
-                            outcome = future.result()
-                        except Exception as error:  # noqa: BLE001 - e.g. a worker was killed
-                            outcome = Outcome("failed", error=f"worker process: {one_line(error)}")
-                        self._record(job, outcome)
-                        for ready in self._dependents():
-                            self._start(ready, launch)
-            except BaseException:
-                pool.shutdown(wait=False, cancel_futures=True)
-                raise
 
 
 def run_study(
@@ -542,16 +353,22 @@ def run_study(
     jobs: int | None = None,
     *,
     progress: bool = True,
+    backend: str = "local",
+    address: str | None = None,
 ) -> StudyResult:
-    """Run (or resume) the study and write OUT/compare.csv, compare.md and compare.png."""
-    from edge_str.compare.report import write_csv, write_reports
+    """Run (or resume) the study and write OUT/compare.csv, compare.md and compare.png.
+
+    ``backend`` "local" runs ``jobs`` processes here (default: the cores); "ray" makes every
+    run a Ray task on the cluster at ``address`` (None: a local cluster of ``jobs`` CPUs, all
+    the cores when None), and OUT must then be a folder every node of the cluster sees.
+    """
     from edge_str.data import load_task
 
     start = time.perf_counter()
-    jobs = default_jobs() if jobs is None else jobs
-    if jobs < 1:
-        raise EdgeStrError(f"--jobs must be at least 1, got {jobs}")
     out = Path(out)
+    # Ray tasks run in other folders (and on other nodes): they get absolute run directories.
+    runs_root = out if backend == "local" else out.resolve()
+    scheduler_backend = make_backend(backend, jobs, address=address, folder=runs_root)
     config = copy.deepcopy(config)
     if not config.data_dir:
         raise EdgeStrError("--data is required (or data_dir in the --config file)")
@@ -569,8 +386,8 @@ def run_study(
     study = Study(
         config,
         settings,
-        out,
-        jobs,
+        runs_root,
+        backend=scheduler_backend,
         progress=progress,
         on_row=lambda rows: write_csv(rows, out / "compare.csv"),
     )
@@ -608,11 +425,3 @@ def check_same_study(out: Path, config: TrainConfig) -> None:
             f"{out} holds a study of other settings ({difference}); "
             "choose another --out to start a new one"
         )
-
-
-def default_jobs() -> int:
-    """Processes to use: the cores this process may run on."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)

@@ -37,6 +37,9 @@ class DataConfig:
     sample_rate: int = 16000
     on_other_sample_rate: str = "resample"  # "resample" | "error"
     skip_bad_wavs: bool = False  # skip (and count) unreadable WAVs instead of failing
+    # a clip named in validation_list.txt / testing_list.txt but not in the tree: an error (the
+    # split would silently shrink), or skipped and counted when true
+    skip_missing_listed: bool = False
     # --- google12: features ---
     n_mels: int = 32
     window_ms: float = 25.0
@@ -157,8 +160,9 @@ class DataConfig:
             raise bad("time_shift_ms", "must be shorter than the 1 s clip")
         if self.on_other_sample_rate not in SAMPLE_RATE_MODES:
             raise bad("on_other_sample_rate", f"must be one of {', '.join(SAMPLE_RATE_MODES)}")
-        if not isinstance(self.skip_bad_wavs, bool):
-            raise bad("skip_bad_wavs", "must be true or false")
+        for name in ("skip_bad_wavs", "skip_missing_listed"):
+            if not isinstance(getattr(self, name), bool):
+                raise bad(name, "must be true or false")
         if self.har_classes not in (2, 6):
             raise bad("har_classes", "must be 2 (HAR-2) or 6 (all six activities)")
         if not _is_number(self.val_subject_fraction) or not 0 < self.val_subject_fraction < 1:

@@ -185,6 +185,7 @@ def _extract(
         "mixed_down_wavs": stats["mixed_down"],
         "skipped_bad_wavs": len(skipped),
         "skipped_files": skipped[:MAX_LISTED_SKIPS],
+        "skipped_missing_listed": sum(index[s].missing_listed for s in SPLITS),
         "unknown_available": {s: counts[s]["unknown_available"] for s in SPLITS},
     }
     return arrays, info

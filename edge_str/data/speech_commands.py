@@ -57,6 +57,7 @@ class SplitIndex:
     clips: list[tuple[str, int]] = field(default_factory=list)  # (relative path, label)
     num_silence: int = 0
     unknown_available: int = 0
+    missing_listed: int = 0  # clips its list file names that the tree lacks (skipped)
 
 
 def scan_layout(data_dir: str | Path) -> Layout:
@@ -131,13 +132,16 @@ def read_list_file(path: Path) -> list[tuple[str, int]]:
     return entries
 
 
-def assign_splits(layout: Layout, config: DataConfig) -> dict[str, str]:
-    """Split of every clip (relative path -> 'train' | 'val' | 'test')."""
+def assign_splits(layout: Layout, config: DataConfig) -> tuple[dict[str, str], dict[str, int]]:
+    """Split of every clip (relative path -> 'train' | 'val' | 'test'), and per split the
+    listed clips missing from the tree (an error unless ``skip_missing_listed``)."""
     clips = [p for paths in layout.words.values() for p in paths]
+    missing = dict.fromkeys(SPLITS, 0)
     if not layout.has_lists:
-        return {
+        rule = {
             p: which_set(p, config.validation_percentage, config.testing_percentage) for p in clips
         }
+        return rule, missing
     listed: dict[str, tuple[str, str, int]] = {}  # path -> (split, list file, line)
     for split, name in LIST_FILES.items():
         for entry, number in read_list_file(layout.root / name):
@@ -148,14 +152,25 @@ def assign_splits(layout: Layout, config: DataConfig) -> dict[str, str]:
                     f"(line {other[2]}); a clip can be in one split only"
                 )
             listed[entry] = (split, name, number)
-    return {p: listed[p][0] if p in listed else "train" for p in clips}
+    present = set(clips)
+    absent = [(entry, *where) for entry, where in listed.items() if entry not in present]
+    if absent and not config.skip_missing_listed:
+        entry, _, name, number = absent[0]
+        raise EdgeStrError(
+            f"{layout.root / name}:{number}: lists {entry}, which is not in the tree "
+            f"({len(absent)} listed clip(s) missing in all); restore the files, or set "
+            "skip_missing_listed=true to leave them out (counted in the data summary)"
+        )
+    for _, split, _, _ in absent:
+        missing[split] += 1
+    return {p: listed[p][0] if p in listed else "train" for p in clips}, missing
 
 
 def build_index(layout: Layout, config: DataConfig) -> dict[str, SplitIndex]:
     """The examples of each split: command clips, sampled unknown clips, silence count."""
-    splits = assign_splits(layout, config)
+    splits, missing = assign_splits(layout, config)
     label = {word: GOOGLE12_CLASSES.index(word) for word in COMMAND_WORDS}
-    index = {s: SplitIndex() for s in SPLITS}
+    index = {s: SplitIndex(missing_listed=missing[s]) for s in SPLITS}
     unknown: dict[str, list[str]] = {s: [] for s in SPLITS}
     for word, clips in layout.words.items():
         for path in clips:

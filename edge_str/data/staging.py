@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from edge_str.atomic import file_in_the_way
 from edge_str.errors import EdgeStrError
 
 
@@ -18,6 +19,9 @@ def check_free(target: Path) -> None:
     """``target`` must not exist, or be an empty folder."""
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise EdgeStrError(f"{target}: already exists and is not empty; choose a new folder")
+    blocking = file_in_the_way(target)
+    if blocking is not None:
+        raise EdgeStrError(f"{target}: {blocking} is a file, not a folder; choose another --out")
 
 
 @contextmanager

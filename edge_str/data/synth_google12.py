@@ -1,5 +1,8 @@
 """``edge-str data synth google12``: a demo-sized Speech Commands tree spoken by espeak-ng.
 
+The speech comes from libespeak-ng of the ``espeakng-loader`` wheel, or the espeak-ng program
+where the wheel is missing (``edge_str.data.espeak``).
+
 A "speaker" is an espeak-ng voice + variant with its own base speed and pitch; each utterance
 jitters speed and pitch, is trimmed, resampled from espeak's 22,050 Hz to 16 kHz (torchaudio),
 placed at a random offset in a 1 s int16 clip at a random level, with a little white or pink
@@ -14,8 +17,6 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-import shutil
-import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,12 +27,13 @@ import torch
 import torchaudio.functional as AF
 from tqdm import tqdm
 
+from edge_str.data.audio import from_int16
+from edge_str.data.espeak import Speech, open_speech
 from edge_str.data.speech_commands import BACKGROUND_DIR, COMMAND_WORDS, LIST_FILES
 from edge_str.data.staging import check_free, staged_folder
 from edge_str.errors import EdgeStrError
 
 SAMPLE_RATE = 16000
-ESPEAK_RATE = 22050
 DEFAULT_PER_WORD = 100  # demo size: see datasets/README.md for the measurements
 # Words of Speech Commands v0.02 that are not commands: the "_unknown_" pool.
 OTHER_WORDS = (
@@ -72,17 +74,6 @@ class Utterance:
         return f"{self.word}/{self.speaker.id}_nohash_{self.repeat}.wav"
 
 
-def espeak_binary() -> str:
-    found = shutil.which("espeak-ng")
-    if not found:
-        raise EdgeStrError(
-            "espeak-ng not found: `edge-str data synth google12` speaks the words with it; "
-            "install it with `apt-get install espeak-ng` (Debian/Ubuntu) or "
-            "`brew install espeak-ng` (macOS)"
-        )
-    return found
-
-
 def make_speakers(count: int, seed: int) -> list[Speaker]:
     rng = np.random.default_rng([seed, 0])
     combos = [(b, v) for b in BASE_VOICES for v in VARIANTS]
@@ -121,22 +112,14 @@ def split_speakers(speakers: list[Speaker], seed: int) -> dict[str, set[str]]:
     return {"val": set(order[:n]), "test": set(order[n : 2 * n])}
 
 
-def render(utterance: Utterance, espeak: str, workdir: Path) -> np.ndarray:
+def render(utterance: Utterance, speech: Speech) -> np.ndarray:
     """One utterance as a 1 s float32 clip at 16 kHz."""
     rng = np.random.default_rng(list(utterance.seed))
     speaker = utterance.speaker
     speed = int(np.clip(speaker.speed + rng.integers(-15, 16), 80, 260))
     pitch = int(np.clip(speaker.pitch + rng.integers(-8, 9), 0, 99))
-    out = workdir / f"{utterance.word}-{speaker.id}-{utterance.repeat}.wav"
-    command = [espeak, "-w", str(out), "-v", speaker.voice, "-s", str(speed), "-p", str(pitch)]
-    result = subprocess.run([*command, utterance.word], capture_output=True, text=True)
-    if result.returncode != 0 or not out.is_file():
-        raise EdgeStrError(
-            f"espeak-ng failed for {utterance.word!r} with voice {speaker.voice}: "
-            f"{result.stderr.strip() or f'exit code {result.returncode}'}"
-        )
-    raw, rate = sf.read(str(out), dtype="float32")
-    out.unlink()
+    pcm, rate = speech.speak(utterance.word, speaker.voice, speed, pitch)
+    raw = from_int16(pcm).numpy()
     voiced = np.flatnonzero(np.abs(raw) > 0.02 * max(np.abs(raw).max(), 1e-6))
     if voiced.size == 0:
         raise EdgeStrError(f"espeak-ng produced silence for {utterance.word!r} ({speaker.voice})")
@@ -198,19 +181,17 @@ def synth_google12(
     """Write the tree to ``out`` (which must not exist or be empty); returns a short summary."""
     if per_word < 1:
         raise EdgeStrError(f"--per-word must be at least 1, got {per_word}")
-    espeak = espeak_binary()
+    speech = open_speech()
     target = Path(out).expanduser()
     check_free(target)
     speakers, utterances = plan(per_word, seed)
     held_out = split_speakers(speakers, seed)
     with staged_folder(target) as staging:
-        scratch = staging / ".espeak"
-        scratch.mkdir()
         for word in {u.word for u in utterances}:
             (staging / word).mkdir()
 
         def make(utterance: Utterance) -> None:
-            clip = render(utterance, espeak, scratch)
+            clip = render(utterance, speech)
             sf.write(str(staging / utterance.path), clip, SAMPLE_RATE, subtype="PCM_16")
 
         threads = torch.get_num_threads()
@@ -225,7 +206,6 @@ def synth_google12(
                     pass
         finally:
             torch.set_num_threads(threads)
-        scratch.rmdir()
         for split, name in LIST_FILES.items():
             listed = sorted(u.path for u in utterances if u.speaker.id in held_out[split])
             (staging / name).write_text("".join(f"{p}\n" for p in listed))
@@ -236,7 +216,8 @@ def synth_google12(
             sf.write(str(path), sound, SAMPLE_RATE, subtype="PCM_16")
         (staging / "README.txt").write_text(
             f"Synthetic Speech Commands-layout data made by `edge-str data synth google12 "
-            f"--seed {seed} --per-word {per_word}` with espeak-ng ({len(speakers)} voices).\n"
+            f"--seed {seed} --per-word {per_word}` with espeak-ng ({len(speakers)} voices, "
+            f"spoken by {speech.name}).\n"
             "Demo data only: not the real Speech Commands data set.\n"
         )
     return {
@@ -246,4 +227,5 @@ def synth_google12(
         "val_speakers": len(held_out["val"]),
         "test_speakers": len(held_out["test"]),
         "background_recordings": len(noises),
+        "speech": speech.name,
     }

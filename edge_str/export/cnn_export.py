@@ -56,6 +56,7 @@ from edge_str.export.onnx_common import (
     agreement,
     check_parity,
     describe,
+    front_end_of,
     int8_weight_bytes_estimate,
     op_types,
     quantize_weights,
@@ -328,6 +329,7 @@ def export_cnn_model(
     heldout_source: str = "given",
     heldout_note: str | None = None,
     extra: dict[str, Any] | None = None,
+    front_end: str | None = None,
 ) -> dict[str, Any]:
     """Bake, export and check a CNN; write FILE.onnx (FILE.int8.onnx) and FILE.json.
 
@@ -389,7 +391,7 @@ def export_cnn_model(
         )
         fuse_pad_into_conv(fold_constants(onnx_model))
         names = match_layer_weights(onnx_model, layers)
-        describe(onnx_model, class_names, "cnn")
+        describe(onnx_model, class_names, "cnn", front_end)
         onnx_model.metadata_props.add(key="edge_str.input_shape", value=json.dumps(list(shape)))
         onnx_logits = write_checked(onnx_model, CNN_FLOAT_OPS, tmp / "m.onnx", paths.onnx.name, x)
         parity = check_parity(onnx_logits, reference, paths.onnx.name, PARITY_TOLERANCE)
@@ -466,8 +468,7 @@ def export_cnn_model(
 
         if extra:
             report.update(extra)
-        for src, dst in moves:
-            os.replace(src, dst)  # within one folder: an atomic rename
+        paths.move_into_place(moves)
     write_json(paths.report, report)
     return report
 
@@ -607,6 +608,7 @@ def export_cnn_run(
             "arch": arch,
             "method": info.config.model.sparsity,
         },
+        front_end=front_end_of(info),
     )
 
 

@@ -25,6 +25,7 @@ import onnx
 import torch
 from onnx import helper, numpy_helper
 
+from edge_str.atomic import file_in_the_way
 from edge_str.errors import EdgeStrError
 
 DEFAULT_OPSET = 13  # opset-13 Split (FastGRNN), Conv/Gemm (CNNs); MCU tools know 13
@@ -57,6 +58,9 @@ class ExportPaths:
             raise EdgeStrError(f"--out {out}: the file name must end in .onnx")
         if out.is_dir():
             raise EdgeStrError(f"--out {out}: is a directory")
+        blocking = file_in_the_way(out)
+        if blocking is not None:
+            raise EdgeStrError(f"--out {out}: {blocking} is a file, not a folder")
         stem = out.with_suffix("")
         return cls(
             onnx=out,
@@ -65,6 +69,17 @@ class ExportPaths:
             step_int8=Path(f"{stem}.step.int8.onnx"),
             report=Path(f"{stem}.json"),
         )
+
+    def move_into_place(self, moves: list[tuple[Path, Path]]) -> None:
+        """Rename the checked files onto their targets, then remove the siblings this export
+        did not write: a FILE.int8.onnx or FILE.step.onnx of an earlier export (of another
+        checkpoint, maybe) must not sit beside a report that says there is none."""
+        for src, dst in moves:
+            os.replace(src, dst)  # within one folder: an atomic rename
+        written = {dst for _, dst in moves}
+        for sibling in (self.step, self.int8, self.step_int8):
+            if sibling not in written:
+                sibling.unlink(missing_ok=True)
 
 
 # ----------------------------------------------------------------------------- running ONNX
@@ -449,6 +464,15 @@ def accuracy_of(logits: np.ndarray, y: np.ndarray | None) -> float | None:
 HeldoutLoader = Callable[["RunInfo"], tuple[torch.Tensor | None, torch.Tensor | None, str]]
 
 
+def front_end_of(info: RunInfo) -> str | None:
+    """The JSON of a run's audio front end (None for a task whose input is not audio)."""
+    if info.config.task != "google12":
+        return None
+    from edge_str.inference.frontend import FrontEnd
+
+    return FrontEnd.from_data_config(info.config.data).to_json()
+
+
 def resolve_heldout(
     run_dir: str | os.PathLike,
     info: RunInfo,
@@ -500,11 +524,22 @@ def write_checked(
     return logits
 
 
-def describe(model: onnx.ModelProto, class_names: Sequence[str] | None, kind: str) -> None:
-    """Model-level metadata a device integrator needs (not per-node debugging data)."""
+def describe(
+    model: onnx.ModelProto,
+    class_names: Sequence[str] | None,
+    kind: str,
+    front_end: str | None = None,
+) -> None:
+    """Model-level metadata a device integrator needs (not per-node debugging data).
+
+    ``front_end``: the JSON of the audio front end the model was trained on
+    (``edge_str.inference.FrontEnd``), so a WAV can be turned into its input from the file alone.
+    """
     props = {"edge_str.graph": kind}
     if class_names is not None:
         props["edge_str.class_names"] = json.dumps(list(class_names))
+    if front_end is not None:
+        props["edge_str.front_end"] = front_end
     helper.set_model_props(model, props)
 
 

@@ -62,6 +62,7 @@ from edge_str.export.onnx_common import (  # noqa: F401  (re-exported: the modul
     check_graph,
     check_parity,
     describe,
+    front_end_of,
     int8_weight_bytes_estimate,
     label,
     onnx_session,
@@ -163,6 +164,7 @@ def export_model(
     heldout_source: str = "given",
     heldout_note: str | None = None,
     extra: dict[str, Any] | None = None,
+    front_end: str | None = None,
 ) -> dict[str, Any]:
     """Bake, compact and export ``model``; check the files; write them and FILE.json.
 
@@ -222,7 +224,7 @@ def export_model(
                 tmp / "raw.onnx",
                 strip_prefix="net.",  # the step wrapper's submodule: same names in both graphs
             )
-        describe(seq, class_names, "sequence")
+        describe(seq, class_names, "sequence", front_end)
         allowed = SCAN_OPS if loop == "scan" else FLOAT_OPS
         onnx_logits = write_checked(seq, allowed, tmp / "seq.onnx", paths.onnx.name, x)
         parity = _check_parity(onnx_logits, reference, paths.onnx.name)
@@ -285,7 +287,7 @@ def export_model(
                 tmp / "raw.onnx",
                 strip_prefix="net.",
             )
-            describe(step, class_names, "step")
+            describe(step, class_names, "step", front_end)
             n = min(len(x), STREAMING_CHECK_EXAMPLES)
             stream_logits = write_checked(
                 step, FLOAT_OPS, tmp / "step.onnx", paths.step.name, x[:n]
@@ -341,8 +343,7 @@ def export_model(
 
         if extra:
             report.update(extra)
-        for src, dst in moves:
-            os.replace(src, dst)  # within one folder: an atomic rename
+        paths.move_into_place(moves)
     write_json(paths.report, report)
     return report
 
@@ -489,6 +490,7 @@ def export_run(
         heldout_source=heldout_source,
         extra={"run": str(run_dir), "task": info.config.task},
         heldout_note=reason,
+        front_end=front_end_of(info),
     )
     return report
 

@@ -10,7 +10,10 @@ one exactly.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
+import math
 import random
 import sys
 import time
@@ -36,6 +39,9 @@ from edge_str.run import (
     LAST_CHECKPOINT,
     METRICS_FILE,
     RunInfo,
+    absolute_paths,
+    check_resumable,
+    claimed_run_dir,
     load_checkpoint,
     load_run_info,
     save_checkpoint,
@@ -48,6 +54,7 @@ from edge_str.training.budget import (
     smallest_params,
     target_params_of,
 )
+from edge_str.training.distributed import Replicas
 from edge_str.training.evaluation import accuracy
 from edge_str.training.optim import (
     build_optimizer,
@@ -126,17 +133,22 @@ def sparsity_controller(
 
 
 def _rng_state() -> dict[str, Any]:
+    """Every generator's state in types a weights-only checkpoint holds (tensor, ints)."""
+    name, keys, position, has_gauss, gauss = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
     return {
         "torch": torch.get_rng_state(),
-        "numpy": np.random.get_state(),
-        "python": random.getstate(),
+        "numpy": [name, keys.tolist(), int(position), int(has_gauss), float(gauss)],
+        "python": [version, list(internal), gauss_next],
     }
 
 
 def _set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
+    name, keys, position, has_gauss, gauss = state["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), position, has_gauss, gauss))
+    version, internal, gauss_next = state["python"]
+    random.setstate((version, tuple(internal), gauss_next))
 
 
 def _seed_everything(seed: int) -> None:
@@ -150,31 +162,63 @@ def _write_metrics(run_dir: Path, history: list[dict[str, Any]]) -> None:
     write_atomic(run_dir / METRICS_FILE, lambda tmp: tmp.write_text(lines))
 
 
-def _prepare_run_dir(cfg: TrainConfig, resume: bool) -> tuple[TrainConfig, Path]:
+def _prepare_run_dir(cfg: TrainConfig, resume: bool) -> tuple[TrainConfig, TrainConfig | None]:
+    """(the config to train, the run's saved config when resuming); checked under the lock."""
     run_dir = Path(cfg.out)
     if resume:
         if not (run_dir / LAST_CHECKPOINT).is_file():
             raise EdgeStrError(f"{run_dir}: nothing to resume (no {LAST_CHECKPOINT})")
         saved = load_run_info(run_dir).config
-        saved.optim.epochs = cfg.optim.epochs  # the only setting a resume may change
-        saved.out = str(run_dir)
-        return saved, run_dir
+        check_resumable(run_dir, saved, cfg)
+        return dataclasses.replace(cfg, out=str(run_dir)), saved
     if (run_dir / LAST_CHECKPOINT).exists():
         raise EdgeStrError(
             f"{run_dir}: already holds a run; continue it with --resume or choose another --out"
         )
-    run_dir.mkdir(parents=True, exist_ok=True)
-    return cfg, run_dir
+    return cfg, None
+
+
+def _what_is_kept(run_dir: Path) -> str:
+    """The truth about the run's checkpoints after a failure, for its message."""
+    if not (run_dir / LAST_CHECKPOINT).is_file():
+        return "no epoch had finished, so nothing is kept"
+    epoch = load_checkpoint(run_dir / LAST_CHECKPOINT)["epoch"] + 1
+    return f"the last finished epoch ({epoch}) is kept in {run_dir / LAST_CHECKPOINT}"
 
 
 def train(cfg: TrainConfig, resume: bool = False, log=print) -> dict[str, Any]:
-    """Train the model ``cfg`` describes; returns (and writes) the final summary."""
+    """Train the model ``cfg`` describes; returns (and writes) the final summary.
+
+    Under torchrun, one rank of a DistributedDataParallel run (``edge_str.training.distributed``):
+    ``optim.batch_size`` is then the global batch, and only rank 0 writes, logs and holds the
+    run folder's lock.
+    """
     check_config(cfg)  # before the run folder is made
     check_budget_settings(cfg)
     if cfg.optim.epochs < 1:
         raise EdgeStrError(f"optim.epochs must be at least 1 to train, got {cfg.optim.epochs}")
-    cfg, run_dir = _prepare_run_dir(cfg, resume)
-    device = resolve_device(cfg.device)
+    cfg = absolute_paths(cfg)  # config.json must work from any folder (evaluate, export)
+    run_dir = Path(cfg.out)
+    replicas = Replicas.from_environment(cfg.device)
+    try:
+        claim = claimed_run_dir(run_dir) if replicas.is_main else contextlib.nullcontext()
+        with claim:
+            cfg, saved = _prepare_run_dir(cfg, resume)
+            device = replicas.device(resolve_device(cfg.device))
+            log = log if replicas.is_main else _quiet
+            return _train(cfg, run_dir, saved, device, log, replicas)
+    finally:
+        replicas.close()
+
+
+def _quiet(text: str) -> None:
+    return None
+
+
+def _train(
+    cfg: TrainConfig, run_dir: Path, saved, device, log, replicas: Replicas
+) -> dict[str, Any]:
+    resume = saved is not None
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     data = load_task(cfg.task, cfg.data_dir, cfg.data)
@@ -194,12 +238,14 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> dict[str, Any]:
             run_dir.rmdir()  # nothing half-written
         raise
     model.to(device)
+    net = replicas.wrap(model)  # what training steps run through: DDP when distributed
     steps = data.num_batches(cfg.optim.batch_size)
     optimizer = build_optimizer(model, cfg.optim, steps)
     scheduler = build_scheduler(optimizer, cfg.optim)
     history: list[dict[str, Any]] = []
     best = {"val_accuracy": -1.0, "epoch": -1}
     start_epoch = 0
+    resumes: list[dict[str, int]] = []
     if resume:
         state = load_checkpoint(run_dir / LAST_CHECKPOINT)
         model.load_state_dict(state["model"])
@@ -209,22 +255,37 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> dict[str, Any]:
             controller.load_state_dict(state["sparsity"])
         history, best, start_epoch = state["history"], state["best"], state["epoch"] + 1
         _set_rng_state(state["rng"])
-    save_run_info(run_dir, RunInfo(cfg, data.class_names, tuple(data.input_shape)))
+        if cfg.optim.epochs < start_epoch:
+            raise EdgeStrError(
+                f"{run_dir}: has trained {start_epoch} epochs already; --epochs "
+                f"{cfg.optim.epochs} cannot resume it (give at least {start_epoch})"
+            )
+        resumes = state.get("resumes", [])
+        if cfg.optim.epochs != saved.optim.epochs:  # recorded: config.json and final.json agree
+            resumes.append({"after_epoch": start_epoch, "epochs": cfg.optim.epochs,
+                            "epochs_before": saved.optim.epochs})  # fmt: skip
+            log(f"resuming {run_dir} after epoch {start_epoch}: epochs "
+                f"{saved.optim.epochs} -> {cfg.optim.epochs}")  # fmt: skip
+    if replicas.is_main:
+        save_run_info(run_dir, RunInfo(cfg, data.class_names, tuple(data.input_shape)))
 
     loss_fn = nn.CrossEntropyLoss()
     epoch = start_epoch
     try:
         for epoch in range(start_epoch, cfg.optim.epochs):
             record = _train_epoch(
-                model, data, cfg, epoch, steps, optimizer, loss_fn, device, controller
+                net, data, cfg, epoch, steps, optimizer, loss_fn, device, controller, replicas
             )
             if cfg.model.svd_each_epoch:
                 restore_svd_forms(model, optimizer)
+            replicas.broadcast_model(model)  # rank 0's refactored factors on every rank
             scheduler.step()
             record["val_accuracy"] = accuracy(model, x_val, y_val, device=str(device))
             if controller is not None:
                 record.update(controller.metrics())
-            record.update(model_summary(model))
+            summary = model_summary(model)
+            replicas.check_in_sync(model, summary, epoch)
+            record.update(summary)
             history.append(record)
             eligible = controller is None or controller.reached_target()
             # On a tie the later epoch wins: as thresholds rise it is the smaller model.
@@ -233,54 +294,70 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> dict[str, Any]:
             last_chance = epoch == cfg.optim.epochs - 1 and best["epoch"] < 0
             if (eligible or last_chance) and record["val_accuracy"] >= best["val_accuracy"]:
                 best = {"val_accuracy": record["val_accuracy"], "epoch": epoch}
-                save_checkpoint(run_dir / BEST_CHECKPOINT, {"model": model.state_dict(), **best})
-            save_checkpoint(
-                run_dir / LAST_CHECKPOINT,
-                {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "epoch": epoch,
-                    "history": history,
-                    "best": best,
-                    "rng": _rng_state(),
-                    "sparsity": None if controller is None else controller.state_dict(),
-                    "config": cfg.to_dict(),
-                },
-            )
-            _write_metrics(run_dir, history)
-            log(
-                f"epoch {epoch + 1}/{cfg.optim.epochs} loss {record['train_loss']:.4f} "
-                f"train {record['train_accuracy']:.2%} val {record['val_accuracy']:.2%} "
-                f"{format_summary(record, cfg.model.arch)} {record['seconds']:.1f}s"
-            )
+                if replicas.is_main:
+                    save_checkpoint(
+                        run_dir / BEST_CHECKPOINT, {"model": model.state_dict(), **best}
+                    )
+            if replicas.is_main:  # the run folder is rank 0's
+                save_checkpoint(
+                    run_dir / LAST_CHECKPOINT,
+                    {
+                        "model": model.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(),
+                        "epoch": epoch,
+                        "history": history,
+                        "best": best,
+                        "rng": _rng_state(),
+                        "sparsity": None if controller is None else controller.state_dict(),
+                        "config": cfg.to_dict(),
+                        "resumes": resumes,
+                    },
+                )
+                _write_metrics(run_dir, history)
+                log(
+                    f"epoch {epoch + 1}/{cfg.optim.epochs} loss {record['train_loss']:.4f} "
+                    f"train {record['train_accuracy']:.2%} val {record['val_accuracy']:.2%} "
+                    f"{format_summary(record, cfg.model.arch)} {record['seconds']:.1f}s"
+                )
     except KeyboardInterrupt:
-        print(
-            f"edge-str: interrupted in epoch {epoch + 1}; the last finished epoch is saved in "
-            f"{run_dir / LAST_CHECKPOINT}: continue with --resume",
-            file=sys.stderr,
-        )
+        if not replicas.is_main:
+            raise
+        kept = _what_is_kept(run_dir)
+        then = ": continue with --resume" if (run_dir / LAST_CHECKPOINT).is_file() else ""
+        print(f"edge-str: interrupted in epoch {epoch + 1}; {kept}{then}", file=sys.stderr)
         raise
-    return _finish(run_dir, cfg, data, history, best, device)
+    except TrainingDiverged as error:
+        if not replicas.is_main:
+            raise
+        raise TrainingDiverged(f"{error}; {_what_is_kept(run_dir)}") from None
+    final = (
+        _finish(run_dir, cfg, data, history, best, device, resumes) if replicas.is_main else None
+    )
+    return replicas.from_main(final)
 
 
 def _train_epoch(
-    model, data, cfg, epoch, steps, optimizer, loss_fn, device, controller
+    model, data, cfg, epoch, steps, optimizer, loss_fn, device, controller, replicas
 ) -> dict[str, Any]:
     model.train()
     start = time.perf_counter()
     total_loss, correct, seen = 0.0, 0, 0
     batches = data.train_batches(epoch, cfg.optim.batch_size, cfg.seed)
-    bar = tqdm(batches, total=steps, desc=f"epoch {epoch + 1}", leave=False, disable=None)
+    show = None if replicas.is_main else True  # tqdm: None = only on a terminal
+    bar = tqdm(batches, total=steps, desc=f"epoch {epoch + 1}", leave=False, disable=show)
     for step, (x, y) in enumerate(bar):
+        batch = len(y)  # the global batch; under DDP this rank trains on its share
+        x, y = replicas.shard(x, y)
         x, y = x.to(device), y.to(device)
         optimizer.zero_grad(set_to_none=True)
         logits = model(x)
-        loss = loss_fn(logits, y)
-        if not torch.isfinite(loss):
+        loss = replicas.batch_loss(loss_fn, logits, y, batch)
+        batch_loss, batch_correct = replicas.batch_totals(loss, (logits.argmax(-1) == y).sum())
+        if not math.isfinite(batch_loss):
             raise TrainingDiverged(
-                f"training diverged in epoch {epoch + 1} (loss {loss.item()}); lower --lr or "
-                f"--weight-decay. The last good epoch is kept in {Path(cfg.out) / LAST_CHECKPOINT}"
+                f"training diverged in epoch {epoch + 1} (loss {batch_loss}); lower --lr or "
+                "--weight-decay in a new run"
             )
         loss.backward()
         if cfg.optim.grad_clip > 0:
@@ -288,9 +365,9 @@ def _train_epoch(
         optimizer.step()
         if controller is not None:
             controller.step(epoch, step, steps, cfg.optim.epochs)
-        total_loss += loss.item() * len(y)
-        correct += int((logits.argmax(-1) == y).sum())
-        seen += len(y)
+        total_loss += batch_loss * batch
+        correct += batch_correct
+        seen += batch
         bar.set_postfix(loss=f"{total_loss / seen:.4f}")
     return {
         "epoch": epoch + 1,
@@ -301,7 +378,7 @@ def _train_epoch(
     }
 
 
-def _finish(run_dir, cfg, data, history, best, device) -> dict[str, Any]:
+def _finish(run_dir, cfg, data, history, best, device, resumes) -> dict[str, Any]:
     model = build_model(cfg.model, data.input_shape, len(data.class_names))
     model.load_state_dict(load_checkpoint(run_dir / BEST_CHECKPOINT)["model"])
     model.to(device)
@@ -320,6 +397,8 @@ def _finish(run_dir, cfg, data, history, best, device) -> dict[str, Any]:
         "seed": cfg.seed,
         **model_summary(model.cpu()),
     }
+    if resumes:
+        final["resumes"] = resumes
     final.update(family.final_extras(model, cfg, run_dir))
     target = target_params_of(cfg.model.target_params, cfg.model.target_kb)
     if cfg.model.arch == "fastgrnn" and target is not None:
