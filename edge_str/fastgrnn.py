@@ -5,8 +5,15 @@ Neural Network", NeurIPS 2018, eqs. (3)-(4), with W and U shared by both gates:
     z_t  = sigmoid(W x_t + U h_{t-1} + b_z)
     h~_t = tanh(W x_t + U h_{t-1} + b_h)
     h_t  = z_t ⊙ h_{t-1} + (sigmoid(zeta) (1 - z_t) + sigmoid(nu)) ⊙ h~_t
-zeta and nu are trained scalars (init 1.0 and -4.0). Each of W and U is a ``LowRankMatrix``:
-dense, fixed rank, or STR rank (g = exp on its singular values).
+zeta and nu are trained scalars. Each of W and U is a ``LowRankMatrix``: dense, fixed rank, or
+STR rank (g = exp on its singular values).
+
+Initialisation (defaults in edge_str.defaults, their one home). W and U are shared by
+both gates, so b_z is the only parameter of the gate alone, and it sets how long the state
+remembers at the start: z = sigmoid(b_z) keeps a fraction z of h per step. b_z = 1 (EdgeML's
+init) gives z = 0.73, a memory of ~3 frames on 99-frame clips, and the gradient from the last
+state barely reaches the word; Adam then needs hundreds of steps to raise b_z (measured: dense
+FastGRNN at 54% where nn.GRU(64) reaches 88% in the same 30 epochs).
 
 ``gates="piecewise"`` trains with the piecewise-linear sigmoid and tanh an integer-only device
 computes (the FastGRNN paper's quantised model): tanh_pl(x) = clamp(x, -1, 1) and
@@ -22,7 +29,13 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from edge_str.defaults import LOWRANK_S_INIT
+from edge_str.defaults import (
+    GATE_BIAS_INIT,
+    LOWRANK_S_INIT,
+    NU_INIT,
+    UPDATE_BIAS_INIT,
+    ZETA_INIT,
+)
 from edge_str.fused import BACKENDS, fastgrnn_sequence
 from edge_str.lowrank import CompactMatrix, LowRankMatrix
 from edge_str.normalize import FeatureNormalizer
@@ -83,8 +96,10 @@ class FastGRNNCell(nn.Module):
         rank_w: int | None = None,
         rank_u: int | None = None,
         s_init: float = LOWRANK_S_INIT,
-        zeta_init: float = 1.0,
-        nu_init: float = -4.0,
+        gate_bias_init: float = GATE_BIAS_INIT,
+        update_bias_init: float = UPDATE_BIAS_INIT,
+        zeta_init: float = ZETA_INIT,
+        nu_init: float = NU_INIT,
         gates: str = "exact",
     ) -> None:
         super().__init__()
@@ -93,8 +108,8 @@ class FastGRNNCell(nn.Module):
         self.input_size, self.hidden_size = input_size, hidden_size
         self.W = LowRankMatrix(hidden_size, input_size, w_mode, rank_w, s_init=s_init)
         self.U = LowRankMatrix(hidden_size, hidden_size, u_mode, rank_u, s_init=s_init)
-        self.bias_gate = nn.Parameter(torch.ones(hidden_size))  # b_z
-        self.bias_update = nn.Parameter(torch.ones(hidden_size))  # b_h
+        self.bias_gate = nn.Parameter(torch.full((hidden_size,), float(gate_bias_init)))  # b_z
+        self.bias_update = nn.Parameter(torch.full((hidden_size,), float(update_bias_init)))  # b_h
         self.zeta = nn.Parameter(torch.tensor([zeta_init]))
         self.nu = nn.Parameter(torch.tensor([nu_init]))
 

@@ -23,6 +23,7 @@ true singular values, as the method means.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -137,23 +138,51 @@ class LowRankMatrix(nn.Module):
         return m * n if self.mode == "dense" else min(self.rank * (m + n), m * n)
 
     @torch.no_grad()
-    def restore_svd_form_(self) -> list[nn.Parameter]:
-        """Refactor the raw W1·diag(sigma)·W2 as its SVD U·diag(S)·Vᵀ; returns the parameters set.
+    def restore_svd_form_(self) -> SvdRefactor | None:
+        """Re-express W1·diag(σ̂)·W2 (the matrix the model computes) as its SVD, in place.
 
-        The raw (pre-threshold) matrix is unchanged; what changes is that sigma = S are its
-        singular values again, so STR then computes U·diag(relu(S - exp(s)))·Vᵀ: singular value
-        soft-thresholding. A dense matrix has no factors and returns [].
+        With M̂ = U·diag(Ŝ)·Vᵀ of rank k (the kept singular values), W1 = U and W2 = Vᵀ become
+        orthonormal and the raw sigma becomes Ŝ + exp(s) on the kept k, so that the soft
+        threshold gives back exactly Ŝ: the model's outputs do not change, and sigma holds the
+        true singular values for the threshold to act on. The r - k pruned sigmas keep their
+        raw magnitudes (all <= exp(s), so still pruned; they come back if the threshold falls),
+        on the remaining orthonormal directions. Returns the old and new factors, which the
+        optimizer needs to carry its moments over; None for a dense matrix.
         """
         if self.mode == "dense":
-            return []
+            return None
         raw_sigma = self.raw_sigma()  # (r,)
-        raw = (self.w1 * raw_sigma) @ self.w2  # (m, n), rank <= r
-        u, sv, vh = torch.linalg.svd(raw.double(), full_matrices=False)
+        with parametrize.cached():
+            sigma_hat = self.sigma.detach().clone()  # (r,), 0 where pruned
+        threshold = self.threshold() or 0.0
+        kept = sigma_hat != 0
+        k = int(kept.sum())
+        # pruned entries, largest raw magnitude first: they go to positions k.. r-1
+        pruned = (~kept).nonzero().flatten()
+        pruned = pruned[raw_sigma[pruned].abs().argsort(descending=True)]
+        refactor = SvdRefactor(
+            w1=self.w1,
+            sigma=raw_sigma,
+            w2=self.w2,
+            old_w1=self.w1.detach().clone(),
+            old_sigma_hat=sigma_hat,
+            old_w2=self.w2.detach().clone(),
+            kept=kept.nonzero().flatten(),
+            pruned=pruned,
+        )
+        computed = (self.w1 * sigma_hat) @ self.w2  # (m, n), rank <= k
+        u, sv, vh = torch.linalg.svd(computed.double(), full_matrices=False)
         r = self.rank
+        # Directions the computed matrix does not have (numerically zero singular values; free
+        # factors can hide them behind large sigmas) are pruned now: raw sigma 0.
+        tolerance = max(computed.shape) * torch.finfo(torch.float32).eps * float(sv[0])
+        alive = (torch.arange(len(sv)) < k) & (sv > tolerance)
+        kept_sigma = torch.where(alive[:k], sv[:k] + threshold, 0.0).float()
         self.w1.copy_(u[:, :r])  # (m, r)
         self.w2.copy_(vh[:r])  # (r, n)
-        raw_sigma.copy_(sv[:r])  # (r,), >= 0 and descending
-        return [self.w1, self.w2, raw_sigma]
+        raw_sigma.copy_(torch.cat([kept_sigma, raw_sigma[pruned].abs()]))
+        refactor.new_sigma_hat = torch.where(alive[:r], sv[:r], 0.0).float()
+        return refactor
 
     def raw_sigma(self) -> nn.Parameter:
         """sigma as trained, before the soft threshold."""
@@ -178,6 +207,25 @@ class LowRankMatrix(nn.Module):
         if k * (m + n) >= m * n:
             return CompactMatrix(m, n, dense=left @ right)
         return CompactMatrix(m, n, left=left, right=right)
+
+
+@dataclass
+class SvdRefactor:
+    """One ``restore_svd_form_``: the parameters it set and their values before and after.
+
+    Positions 0..k-1 of the new factors are the kept singular directions (old positions
+    ``kept``); positions k.. r-1 hold the pruned ones, in the order of old positions ``pruned``.
+    """
+
+    w1: nn.Parameter
+    sigma: nn.Parameter  # raw, before the soft threshold
+    w2: nn.Parameter
+    old_w1: torch.Tensor  # (m, r)
+    old_sigma_hat: torch.Tensor  # (r,), thresholded
+    old_w2: torch.Tensor  # (r, n)
+    kept: torch.Tensor  # (k,) old positions of the kept directions
+    pruned: torch.Tensor  # (r - k,) old positions of the pruned ones, in their new order
+    new_sigma_hat: torch.Tensor = field(default_factory=lambda: torch.zeros(0))  # (r,)
 
 
 class CompactMatrix(nn.Module):

@@ -30,6 +30,10 @@ def build_fastgrnn(
         rank_u=cfg.rank_u if fixed else None,
         s_init=cfg.s_init,
         gates=cfg.gates,
+        gate_bias_init=cfg.gate_bias_init,
+        update_bias_init=cfg.update_bias_init,
+        zeta_init=cfg.zeta_init,
+        nu_init=cfg.nu_init,
     )
 
 

@@ -31,8 +31,8 @@ TINY = """\
 model: {hidden: 8}
 compare:
   fixed_ranks: [[2, 3], [20, 4]]   # W of a 9-feature input has full rank 8: the second fails
-  str_weight_decays: [0.01]
-  str_s_init: -1.0
+  str_weight_decays: [0.001]
+  str_s_init: -3.0
   finetune_epochs: 1
   epochs: 2
 """
@@ -207,9 +207,9 @@ def test_a_failing_run_is_recorded_and_the_rest_completes(har, tmp_path, monkeyp
     monkeypatch.setattr(edge_str.training, "train", fail_one)
     result = run_study(cfg, settings, tmp_path / "study", jobs=1, progress=False)
     rows = {(r["method"], r["setting"]): r for r in result.rows}
-    failed = rows[("str", "mu 0.03, s_init -1")]
+    failed = rows[("str", "mu 0.03, s_init -3")]
     assert failed["status"] == "failed" and failed["error"] == "RuntimeError: boom"
-    assert rows[("str", "mu 0.01, s_init -1")]["status"] == "ok"
+    assert rows[("str", "mu 0.01, s_init -3")]["status"] == "ok"
     skipped = [r for r in result.rows if r["status"] == "skipped"]
     assert sorted(r["method"] for r in skipped) == ["svd", "svd+finetune"]
     assert all(r["error"] == "needs str-mu0.03, which failed" for r in skipped)

@@ -93,7 +93,8 @@ def test_restore_svd_form_keeps_the_raw_matrix_and_makes_sigma_its_singular_valu
     _drift(matrix, torch.eye(8) + 0.5 * torch.randn(8, 8))
     raw = (matrix.w1 * matrix.raw_sigma()) @ matrix.w2
     changed = matrix.restore_svd_form_()
-    assert len(changed) == 3 and changed[2] is matrix.raw_sigma()
+    assert changed.w1 is matrix.w1 and changed.w2 is matrix.w2
+    assert changed.sigma is matrix.raw_sigma()
     assert torch.allclose((matrix.w1 * matrix.raw_sigma()) @ matrix.w2, raw, atol=1e-5)
     assert torch.allclose(matrix.w1.T @ matrix.w1, torch.eye(8), atol=1e-5)
     assert torch.allclose(matrix.w2 @ matrix.w2.T, torch.eye(8), atol=1e-5)
@@ -121,5 +122,5 @@ def test_after_restoring_the_threshold_counts_true_singular_values():
 def test_restore_svd_form_leaves_a_dense_matrix_alone():
     matrix = LowRankMatrix(4, 3, mode="dense")
     before = matrix.weight.detach().clone()
-    assert matrix.restore_svd_form_() == []
+    assert matrix.restore_svd_form_() is None
     assert torch.equal(matrix.weight, before)

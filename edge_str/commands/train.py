@@ -38,6 +38,19 @@ def register(subparsers) -> None:
     p.add_argument("--threshold-decay", type=float, help="decay of thresholds, if not mu")
     p.add_argument("--s-init", type=float, help="initial STR threshold parameter s")
     p.add_argument("--gates", choices=GATES, help="FastGRNN sigmoid/tanh: exact or piecewise")
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument(
+        "--target-params",
+        type=int,
+        metavar="N",
+        help="budget mode: the compacted FastGRNN lands within ±10%% of N parameters",
+    )
+    budget.add_argument(
+        "--target-kb",
+        type=float,
+        metavar="K",
+        help="budget mode: ... of K KiB of float32 weights (1 KiB = 256 parameters)",
+    )
     cnn = p.add_argument_group("CNN path")
     cnn.add_argument("--model", dest="arch", choices=ARCHS, help="architecture")
     cnn.add_argument("--sparsity", choices=SPARSITY_MODES, help="CNN weight sparsity")
@@ -79,6 +92,8 @@ def overrides_from_args(args: argparse.Namespace) -> dict:
             "rank_u": args.rank_u,
             "s_init": args.s_init,
             "gates": args.gates,
+            "target_params": args.target_params,
+            "target_kb": args.target_kb,
             "arch": args.arch,
             "sparsity": args.sparsity,
             "str_granularity": args.str_granularity,
@@ -124,4 +139,11 @@ def run(args: argparse.Namespace) -> int:
         f"(val {final['val_accuracy']:.2%}), {shape}, {final['params']:,} params "
         f"-> {args.out}/final.json"
     )
+    if "size_budget" in final:
+        budget = final["size_budget"]
+        print(
+            f"budget {budget['target_params']:,} params: reached {budget['reached_params']:,} "
+            f"({budget['relative_error']:+.1%}), W {budget['split']['W']['params']:,} "
+            f"U {budget['split']['U']['params']:,}"
+        )
     return 0

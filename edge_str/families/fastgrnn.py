@@ -5,7 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from edge_str.defaults import LOWRANK_S_INIT
+from edge_str.defaults import (
+    GATE_BIAS_INIT,
+    LOWRANK_S_INIT,
+    NU_INIT,
+    UPDATE_BIAS_INIT,
+    ZETA_INIT,
+)
 from edge_str.families.base import ModelFamily, lazy, summary_hooks
 from edge_str.fastgrnn import GATES
 from edge_str.lowrank import RANK_MODES
@@ -28,6 +34,15 @@ class FastGRNNConfig:
     # on true singular values (see edge_str.lowrank). Off, sigma drifts from them and W keeps
     # full rank on the demo data (measured).
     svd_each_epoch: bool = True
+    # Initialisation (edge_str.defaults says why b_z starts at 3)
+    gate_bias_init: float = GATE_BIAS_INIT
+    update_bias_init: float = UPDATE_BIAS_INIT
+    zeta_init: float = ZETA_INIT
+    nu_init: float = NU_INIT
+    # Budget mode (STR): steer the thresholds so the compacted model lands within ±10% of this
+    # size (see edge_str.training.budget). At most one of the two; KiB of float32 (4 B a param).
+    target_params: int | None = None
+    target_kb: float | None = None
 
 
 def _unused(cfg: Any) -> dict[str, str]:

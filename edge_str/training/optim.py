@@ -7,6 +7,15 @@ parametrization's ``s``), never by parameter-name substrings.
 
 W1·diag(sigma)·W2 with free factors drifts from SVD form; ``restore_svd_forms`` puts it back
 between epochs so the threshold on sigma thresholds true singular values.
+
+Thresholds over training progress (``threshold_rate``, FastGRNN's default). Under Adam a
+threshold moves by about lr per step whatever its gradient (Adam divides the gradient by its own
+size), and while the decay dominates, s simply climbs with the number of steps: the final rank
+then follows the epochs, not mu. With ``threshold_rate`` R the thresholds take momentum-SGD
+steps instead (Adam with eps >> |g| is exactly that: its step is lr·m̂/eps), with learning rates
+summing to R over the run. s then integrates -(dL/ds + mu·s) over training *progress*: a run of
+20 or 200 epochs moves it the same way, and the size of the imbalance between the task gradient
+and mu, not its sign, sets how far.
 """
 
 from __future__ import annotations
@@ -17,7 +26,7 @@ import torch
 from torch import nn
 
 from edge_str.config import OptimConfig
-from edge_str.lowrank import LowRankMatrix
+from edge_str.lowrank import LowRankMatrix, SvdRefactor
 from edge_str.parametrization import threshold_parameters
 from edge_str.validation import check_settings
 
@@ -30,8 +39,25 @@ def check_optimizer(cfg: OptimConfig) -> None:
     check_settings(cfg, ("optim",))
 
 
-def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:
-    """Adam or SGD (+ momentum) with thresholds in their own decay group."""
+# Adam's eps for the thresholds' group under ``threshold_rate``: far above any |dL/ds| (~1e-2
+# at most, measured), so Adam's step lr·m̂/(sqrt(v̂) + eps) is lr/eps times the momentum m̂.
+THRESHOLD_SGD_EPS = 1.0
+
+
+def lr_factor(cfg: OptimConfig, epoch: int) -> float:
+    """The schedule's multiplier of lr in ``epoch`` (0-based): halve every ``lr_decay_epochs``,
+    or cosine to lr/100 over the run when 0."""
+    if cfg.lr_decay_epochs > 0:
+        return 0.5 ** (epoch // cfg.lr_decay_epochs)
+    progress = min(epoch / max(cfg.epochs, 1), 1.0)
+    return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def build_optimizer(
+    model: nn.Module, cfg: OptimConfig, steps_per_epoch: int | None = None
+) -> torch.optim.Optimizer:
+    """Adam or SGD (+ momentum) with thresholds in their own group (decay, and with
+    ``threshold_rate`` their own rule: see the module doc; it needs ``steps_per_epoch``)."""
     check_optimizer(cfg)
     thresholds = threshold_parameters(model)
     threshold_ids = {id(p) for p in thresholds}
@@ -39,7 +65,14 @@ def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer
     threshold_decay = cfg.weight_decay if cfg.threshold_decay is None else cfg.threshold_decay
     groups = [{"params": weights, "weight_decay": cfg.weight_decay, "name": "weights"}]
     if thresholds:
-        groups.append({"params": thresholds, "weight_decay": threshold_decay, "name": "thresholds"})
+        group = {"params": thresholds, "weight_decay": threshold_decay, "name": "thresholds"}
+        if cfg.threshold_rate is not None and cfg.optimizer == "adam":
+            if steps_per_epoch is None:
+                raise ValueError("threshold_rate needs steps_per_epoch")
+            # sum over the run of lr_t / eps = threshold_rate
+            summed = steps_per_epoch * sum(lr_factor(cfg, e) for e in range(cfg.epochs))
+            group.update(lr=cfg.threshold_rate * THRESHOLD_SGD_EPS / summed, eps=THRESHOLD_SGD_EPS)
+        groups.append(group)
     if cfg.optimizer == "sgd":
         # Nesterov needs momentum > 0; plain SGD when momentum is 0.
         nesterov = cfg.nesterov and cfg.momentum > 0
@@ -51,27 +84,76 @@ def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer
 def restore_svd_forms(model: nn.Module, optimizer: torch.optim.Optimizer) -> int:
     """Put every STR low-rank matrix back into SVD form; returns how many were refactored.
 
-    Adam's moments of W1, W2 and sigma refer to the old coordinates, so they are dropped and
-    rebuilt from the next step on.
+    The model's outputs do not change (see ``LowRankMatrix.restore_svd_form_``), and the
+    optimizer's moments of W1, W2 and sigma are carried into the new basis by
+    ``carry_moments_``, so Adam neither restarts from zero nor steps on stale coordinates.
     """
     refactored = 0
     for module in model.modules():
         if isinstance(module, LowRankMatrix) and module.mode == "str":
-            for parameter in module.restore_svd_form_():
-                optimizer.state.pop(parameter, None)
+            carry_moments_(optimizer.state, module.restore_svd_form_())
             refactored += 1
     return refactored
+
+
+LINEAR_MOMENTS = ("exp_avg", "momentum_buffer")  # averages of gradients: carried exactly
+SQUARED_MOMENTS = ("exp_avg_sq",)  # averages of squared entries: carried on the diagonal
+
+
+@torch.no_grad()
+def carry_moments_(state: dict, refactor: SvdRefactor) -> None:
+    """Re-express the optimizer moments of W1, W2, sigma in the refactored basis, in place.
+
+    The gradients are linear in G = dL/dM̂: dL/dW1 = G W2ᵀ diag(σ̂), dL/dW2 = diag(σ̂) W1ᵀ G,
+    dL/dσ_i = u_iᵀ G v_i. Both bases span the same row and column spaces of M̂ on the kept
+    directions, so there are k x k maps T1, T2 with G V Ŝ = (G W2ᵀ diag(σ̂)) T1 and
+    Ŝ Uᵀ G = T2 (diag(σ̂) W1ᵀ G) for every G: a first moment (an average of gradients) maps
+    exactly, m' = m T1 (W1) and T2 m (W2); sigma's follows from W1's, m'_σ_i = (Uᵀ m'_W1)_ii / Ŝ_i.
+    A second moment averages squared *entries*, and an entry of the new gradient mixes several
+    old ones, so no map is exact: it is carried on the diagonal, v' = v (T1∘T1) (sigma's too,
+    v'_i = sum_j v_j T1_ji²), the expected
+    square if the old entries were uncorrelated, exact when the basis change is a signed
+    permutation and scaling (the usual case: the factors were in SVD form an epoch ago). That
+    keeps Adam's step size per entry instead of restarting at a full ±lr step. Pruned
+    directions get no gradient: their first moments are zeroed, their second moments move
+    with them.
+    """
+    r = refactor
+    kept, pruned, k = r.kept, r.pruned, len(r.kept)
+    d = r.old_sigma_hat[kept]  # (k,) > 0
+    u_k, s_k, v_k = r.w1[:, :k], r.new_sigma_hat[:k], r.w2[:k].T  # (m, k), (k,), (n, k)
+    t1 = torch.linalg.lstsq((r.old_w2[kept].T * d).double(), (v_k * s_k).double()).solution
+    t2 = torch.linalg.lstsq((r.old_w1[:, kept] * d).double(), (u_k * s_k).double()).solution.T
+    t1, t2 = t1.float(), t2.float()  # (k, k)
+    safe = s_k > 1e-6 * s_k.max() if k else s_k.bool()  # sigma's moments divide by Ŝ
+
+    w1_state, w2_state, sigma_state = (state.get(p) for p in (r.w1, r.w2, r.sigma))
+    for name in LINEAR_MOMENTS + SQUARED_MOMENTS:
+        squared = name in SQUARED_MOMENTS
+        if w1_state is not None and name in w1_state:
+            old = w1_state[name]
+            head = old[:, kept] @ (t1 * t1 if squared else t1)
+            tail = old[:, pruned] if squared else torch.zeros_like(old[:, pruned])
+            w1_state[name] = torch.cat([head, tail], dim=1)
+        if w2_state is not None and name in w2_state:
+            old = w2_state[name]
+            head = (t2 * t2 if squared else t2) @ old[kept]
+            tail = old[pruned] if squared else torch.zeros_like(old[pruned])
+            w2_state[name] = torch.cat([head, tail], dim=0)
+        if sigma_state is not None and name in sigma_state and w1_state is not None:
+            old, w1_new = sigma_state[name], w1_state[name][:, :k]
+            if squared:  # the same diagonal rule as W1's columns: v'_i = sum_j v_j T1_ji²
+                head, tail = old[kept] @ (t1 * t1), old[pruned]
+            else:
+                head = torch.where(safe, (u_k * w1_new).sum(0) / s_k.clamp_min(1e-30), 0.0)
+                tail = torch.zeros_like(old[pruned])
+            sigma_state[name] = torch.cat([head, tail])
 
 
 def build_scheduler(
     optimizer: torch.optim.Optimizer, cfg: OptimConfig
 ) -> torch.optim.lr_scheduler.LRScheduler:
-    """Per-epoch schedule: halve every ``lr_decay_epochs``, or cosine to lr/100 when 0."""
+    """Per-epoch schedule ``lr_factor`` on every group's own lr."""
     if cfg.lr_decay_epochs > 0:
         return torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.lr_decay_epochs, gamma=0.5)
-
-    def cosine(epoch: int) -> float:
-        progress = min(epoch / max(cfg.epochs, 1), 1.0)
-        return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * progress))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, cosine)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: lr_factor(cfg, epoch))

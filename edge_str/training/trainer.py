@@ -47,6 +47,13 @@ from edge_str.run import (
     save_checkpoint,
     save_run_info,
 )
+from edge_str.training.budget import (
+    BAND,
+    BudgetController,
+    size_budget_report,
+    smallest_params,
+    target_params_of,
+)
 from edge_str.training.distributed import Replicas
 from edge_str.training.evaluation import accuracy
 from edge_str.training.optim import (
@@ -93,9 +100,36 @@ def load_init_weights(model: nn.Module, path: str) -> None:
         ) from None
 
 
-def sparsity_controller(model: nn.Module, cfg: TrainConfig) -> SparsityController | None:
-    """The CNN path's STR/GMP controller; FastGRNN's STR needs none (thresholds are parameters)."""
-    return family_of(cfg.model.arch).controller(model, cfg.model)
+def check_budget_settings(cfg: TrainConfig) -> None:
+    """One clear error for a budget flag that cannot apply, before any data is loaded."""
+    model = cfg.model
+    if model.target_params is None and model.target_kb is None:
+        return
+    if model.target_params is not None and model.target_kb is not None:
+        raise EdgeStrError("--target-params and --target-kb: give one budget, not both")
+    given = "--target-params" if model.target_params is not None else "--target-kb"
+    value = model.target_params if model.target_params is not None else model.target_kb
+    if model.arch != "fastgrnn" or model.rank_mode != "str":
+        raise EdgeStrError(f"{given}: budget mode needs a FastGRNN with --rank-mode str")
+    if not value > 0:
+        raise EdgeStrError(f"{given} {value}: must be positive")
+
+
+def sparsity_controller(
+    model: nn.Module, cfg: TrainConfig
+) -> SparsityController | BudgetController | None:
+    """The family's controller (the CNN path's STR/GMP), or FastGRNN's budget controller in
+    budget mode (plain FastGRNN STR needs none: its thresholds are parameters)."""
+    target = target_params_of(cfg.model.target_params, cfg.model.target_kb)
+    if cfg.model.arch != "fastgrnn" or target is None:
+        return family_of(cfg.model.arch).controller(model, cfg.model)
+    smallest, start = smallest_params(model), model.cost().params_compact
+    if not smallest < target <= start * (1 + BAND):
+        raise EdgeStrError(
+            f"budget {target:,} params: must lie between the model with W and U at rank 0 "
+            f"({smallest:,}) and the full model ({start:,})"
+        )
+    return BudgetController(model, target)
 
 
 def _rng_state() -> dict[str, Any]:
@@ -160,6 +194,7 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> dict[str, Any]:
     run folder's lock.
     """
     check_config(cfg)  # before the run folder is made
+    check_budget_settings(cfg)
     if cfg.optim.epochs < 1:
         raise EdgeStrError(f"optim.epochs must be at least 1 to train, got {cfg.optim.epochs}")
     cfg = absolute_paths(cfg)  # config.json must work from any folder (evaluate, export)
@@ -196,10 +231,16 @@ def _train(
     set_normalizer_statistics(model, data.mean, data.std)
     if cfg.model.init_weights:
         load_init_weights(model, cfg.model.init_weights)
-    controller = sparsity_controller(model, cfg)
+    try:
+        controller = sparsity_controller(model, cfg)
+    except EdgeStrError:
+        if not resume and not any(run_dir.iterdir()):
+            run_dir.rmdir()  # nothing half-written
+        raise
     model.to(device)
     net = replicas.wrap(model)  # what training steps run through: DDP when distributed
-    optimizer = build_optimizer(model, cfg.optim)
+    steps = data.num_batches(cfg.optim.batch_size)
+    optimizer = build_optimizer(model, cfg.optim, steps)
     scheduler = build_scheduler(optimizer, cfg.optim)
     history: list[dict[str, Any]] = []
     best = {"val_accuracy": -1.0, "epoch": -1}
@@ -229,7 +270,6 @@ def _train(
         save_run_info(run_dir, RunInfo(cfg, data.class_names, tuple(data.input_shape)))
 
     loss_fn = nn.CrossEntropyLoss()
-    steps = math.ceil(data.num_examples("train") / cfg.optim.batch_size)
     epoch = start_epoch
     try:
         for epoch in range(start_epoch, cfg.optim.epochs):
@@ -249,7 +289,10 @@ def _train(
             history.append(record)
             eligible = controller is None or controller.reached_target()
             # On a tie the later epoch wins: as thresholds rise it is the smaller model.
-            if eligible and record["val_accuracy"] >= best["val_accuracy"]:
+            # A budget run that never landed in its band keeps its last model (final.json
+            # then says so) rather than none.
+            last_chance = epoch == cfg.optim.epochs - 1 and best["epoch"] < 0
+            if (eligible or last_chance) and record["val_accuracy"] >= best["val_accuracy"]:
                 best = {"val_accuracy": record["val_accuracy"], "epoch": epoch}
                 if replicas.is_main:
                     save_checkpoint(
@@ -357,5 +400,8 @@ def _finish(run_dir, cfg, data, history, best, device, resumes) -> dict[str, Any
     if resumes:
         final["resumes"] = resumes
     final.update(family.final_extras(model, cfg, run_dir))
+    target = target_params_of(cfg.model.target_params, cfg.model.target_kb)
+    if cfg.model.arch == "fastgrnn" and target is not None:
+        final["size_budget"] = size_budget_report(model, target)
     write_json(run_dir / FINAL_FILE, final)
     return final
