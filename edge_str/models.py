@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from edge_str.baselines import RNN_BASELINES, RNNClassifier
 from edge_str.cnn.build import CNN_ARCHS, build_cnn
 from edge_str.config import ModelConfig
 from edge_str.errors import EdgeStrError
@@ -42,4 +43,15 @@ def build_model(cfg: ModelConfig, input_shape: tuple[int, ...], num_classes: int
         return build_fastgrnn(cfg, input_shape, num_classes)
     if cfg.arch in CNN_ARCHS:
         return build_cnn(cfg, input_shape, num_classes)
+    if cfg.arch in RNN_BASELINES:
+        if cfg.hidden < 1:
+            raise EdgeStrError(f"--hidden must be at least 1, got {cfg.hidden}")
+        return RNNClassifier(cfg.arch, input_shape[-1], cfg.hidden, num_classes)
     raise EdgeStrError(f"unknown model {cfg.arch!r}")
+
+
+def run_method(cfg: ModelConfig) -> str:
+    """What final.json calls the run: FastGRNN's rank mode, a CNN's sparsity, else the arch."""
+    if cfg.arch == "fastgrnn":
+        return cfg.rank_mode
+    return cfg.sparsity if cfg.arch in CNN_ARCHS else cfg.arch

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from edge_str.baselines import RNN_BASELINES
 from edge_str.cnn.build import CNN_ARCHS
 from edge_str.config import OPTIMIZERS, TASKS, make_config
 from edge_str.lowrank import RANK_MODES
@@ -28,7 +29,7 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int)
     p.add_argument("--device", choices=("cpu", "cuda"))
     p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's)")
-    p.add_argument("--hidden", type=int, help="FastGRNN hidden size")
+    p.add_argument("--hidden", type=int, help="hidden size of FastGRNN, GRU or LSTM")
     p.add_argument("--rank-mode", choices=RANK_MODES, help="FastGRNN W/U: learned, fixed or dense")
     p.add_argument("--rank-w", type=int, help="rank of W in fixed mode")
     p.add_argument("--rank-u", type=int, help="rank of U in fixed mode")
@@ -36,7 +37,13 @@ def register(subparsers) -> None:
     p.add_argument("--threshold-decay", type=float, help="decay of thresholds, if not mu")
     p.add_argument("--s-init", type=float, help="initial STR threshold parameter s")
     cnn = p.add_argument_group("CNN path")
-    cnn.add_argument("--model", dest="arch", choices=("fastgrnn", *CNN_ARCHS), help="architecture")
+    cnn.add_argument(
+        "--model",
+        "--arch",
+        dest="arch",
+        choices=("fastgrnn", *RNN_BASELINES, *CNN_ARCHS),
+        help="architecture (gru, lstm: nn.GRU / nn.LSTM baselines with the same head)",
+    )
     cnn.add_argument("--sparsity", choices=("str", "gmp", "dense"), help="CNN weight sparsity")
     cnn.add_argument("--str-granularity", choices=GRANULARITIES, help="thresholds per ...")
     cnn.add_argument("--cnn-s-init", type=float, help="initial s of the CNN thresholds (sigmoid)")
@@ -100,6 +107,8 @@ def run(args: argparse.Namespace) -> int:
     ranks, full = final.get("ranks"), final.get("full_ranks")
     if ranks:
         shape = f" ranks W {ranks['W']}/{full['W']} U {ranks['U']}/{full['U']},"
+    elif "sparsity" not in final:  # GRU / LSTM: dense by construction
+        shape = f" MACs/step {final['macs_per_step']:,},"
     else:
         shape = f" sparsity {final['sparsity']:.1%}, MACs {final['macs']:,},"
     print(

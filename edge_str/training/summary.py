@@ -6,6 +6,7 @@ from typing import Any
 
 from torch import nn
 
+from edge_str.baselines import RNNClassifier
 from edge_str.cnn import budget_report, weight_storage
 from edge_str.fastgrnn import FastGRNNClassifier
 
@@ -25,6 +26,14 @@ def model_summary(model: nn.Module) -> dict[str, Any]:
             "bytes": cost.params_compact * FLOAT32_BYTES,
             "macs_per_step": cost.macs_per_step_compact,
             "macs_per_step_trained": cost.macs_per_step_trained,
+            "head_macs": cost.head_macs,
+        }
+    if isinstance(model, RNNClassifier):  # nothing to compact: as trained is as deployed
+        cost = model.cost()
+        return {
+            "params": cost.params_compact,
+            "bytes": cost.params_compact * FLOAT32_BYTES,
+            "macs_per_step": cost.macs_per_step_compact,
             "head_macs": cost.head_macs,
         }
     # CNNs: the learned (or scheduled) sparsity budget decides size and MACs.
@@ -49,6 +58,8 @@ def format_summary(summary: dict[str, Any]) -> str:
             f"ranks W {ranks['W']}/{full['W']} U {ranks['U']}/{full['U']} "
             f"params {summary['params']:,}"
         )
+    if "sparsity" not in summary:
+        return f"params {summary['params']:,} MACs/step {summary['macs_per_step']:,}"
     return (
         f"sparsity {summary['sparsity']:.1%} params {summary['params']:,} "
         f"MACs {summary['macs']:,}/{summary['macs_dense']:,}"

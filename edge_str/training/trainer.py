@@ -29,7 +29,7 @@ from edge_str.cnn.sparsity import SparsityController
 from edge_str.config import TrainConfig
 from edge_str.data import load_task
 from edge_str.errors import EdgeStrError
-from edge_str.models import build_model
+from edge_str.models import build_model, run_method
 from edge_str.normalize import FeatureNormalizer
 from edge_str.run import (
     BEST_CHECKPOINT,
@@ -268,8 +268,7 @@ def _finish(run_dir, cfg, data, history, best, device) -> dict[str, Any]:
     final = {
         "task": cfg.task,
         "arch": cfg.model.arch,
-        # FastGRNN: how W and U are factored; CNNs: how weights are sparsified
-        "method": cfg.model.sparsity if cfg.model.arch in CNN_ARCHS else cfg.model.rank_mode,
+        "method": run_method(cfg.model),
         "test_accuracy": accuracy(model, x_test, y_test, device=str(device)),
         "val_accuracy": best["val_accuracy"],
         "best_epoch": best["epoch"] + 1,
