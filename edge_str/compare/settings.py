@@ -9,6 +9,10 @@ A study YAML is an ``edge-str train`` config with one extra section, ``compare``
       finetune_epochs: 5                # epochs of each truncated-SVD fine-tune
       finetune_lr: 0.003                # their initial learning rate (null: optim.lr)
       epochs: 20                        # epochs of every trained run (null: optim.epochs)
+      baselines: [gru, lstm]            # nn.GRU / nn.LSTM classifiers, same features and head
+      baseline_hidden: [64]             # their hidden sizes
+      budget_fractions: [0.5, 0.25]     # STR budget runs: --target-params = this x dense params
+      posthoc_svd: true                 # truncated-SVD runs (+ fine-tune) at each STR run's ranks
     model: {hidden: 64}                 # training settings shared by every run
     optim: {lr: 0.01}
 
@@ -25,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edge_str.baselines import RNN_BASELINES
 from edge_str.config import TrainConfig, make_config, read_yaml
 from edge_str.errors import EdgeStrError
 
@@ -41,7 +46,14 @@ class CompareSettings:
     # STR threshold init for the study's STR runs. The trainer's default (-10: exp(-10) = 4.5e-5)
     # leaves every rank alive in runs of a few hundred steps: Adam moves s by at most ~lr per
     # step, and the sigmas of a trained W1·diag(σ)·W2 sit around 0.1 .. 2.
-    str_s_init: float = -2.0
+    # None: the training config's s_init.
+    str_s_init: float | None = -2.0
+    # nn.GRU / nn.LSTM classifiers (the models a user would pick instead), one run per hidden size.
+    baselines: list[str] = field(default_factory=lambda: list(RNN_BASELINES))
+    baseline_hidden: list[int] = field(default_factory=lambda: [64])
+    # STR steered to a size budget: one run per fraction of the dense model's parameters.
+    budget_fractions: list[float] = field(default_factory=lambda: [0.5, 0.25])
+    posthoc_svd: bool = True  # the svd and svd+finetune runs at each STR run's ranks
     finetune_epochs: int = 5
     finetune_lr: float | None = None  # None: the training config's lr
     epochs: int | None = None  # None: the training config's optim.epochs
@@ -84,8 +96,27 @@ class CompareSettings:
             raise bad("str_weight_decays", "holds the same value twice")
         if len({tuple(p) for p in self.fixed_ranks}) != len(self.fixed_ranks):
             raise bad("fixed_ranks", "holds the same pair twice")
-        if not _is_number(self.str_s_init):
-            raise bad("str_s_init", "must be a number")
+        if self.str_s_init is not None and not _is_number(self.str_s_init):
+            raise bad("str_s_init", "must be a number, or null")
+        if not isinstance(self.baselines, list) or not set(self.baselines) <= set(RNN_BASELINES):
+            raise bad("baselines", f"expected a list of {' | '.join(RNN_BASELINES)}")
+        if len(set(self.baselines)) != len(self.baselines):
+            raise bad("baselines", "holds the same model twice")
+        if not isinstance(self.baseline_hidden, list) or not all(
+            _is_int(h) and h >= 1 for h in self.baseline_hidden
+        ):
+            raise bad("baseline_hidden", "expected a list of integers >= 1")
+        if len(set(self.baseline_hidden)) != len(self.baseline_hidden):
+            raise bad("baseline_hidden", "holds the same size twice")
+        if not isinstance(self.budget_fractions, list) or not all(
+            _is_number(f) and 0 < f <= 1 for f in self.budget_fractions
+        ):
+            raise bad("budget_fractions", "expected a list of numbers in (0, 1]")
+        self.budget_fractions = [float(f) for f in self.budget_fractions]
+        if len(set(self.budget_fractions)) != len(self.budget_fractions):
+            raise bad("budget_fractions", "holds the same value twice")
+        if not isinstance(self.posthoc_svd, bool):
+            raise bad("posthoc_svd", "must be true or false")
         if not _is_int(self.finetune_epochs) or self.finetune_epochs < 1:
             raise bad("finetune_epochs", "must be an integer >= 1")
         if self.finetune_lr is not None and not (

@@ -9,6 +9,10 @@ On the same data, splits, epochs and seed it runs
   svd           the trained dense model, W and U cut to the ranks an STR run found (truncated
                 SVD, the best approximation of that rank), evaluated as it is
   svd+finetune  the same truncated model trained a few more epochs at that fixed rank
+  budget        STR steered to a size budget (``--target-params``), one run per fraction of the
+                dense model's parameters; STR still splits the ranks between W and U
+  gru, lstm     nn.GRU / nn.LSTM classifiers (same features, normaliser, head and recipe), one
+                run per hidden size: the models a user would pick instead
 
 Every run is a trainer run directory under ``OUT/runs/<name>/`` (svd runs write the same files
 without training). The SVD runs need the dense run and their STR run, so they start when those
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import json
 import multiprocessing
 import os
@@ -53,7 +58,7 @@ from edge_str.run import (
     save_run_info,
 )
 
-METHODS = ("dense", "fixed", "str", "svd", "svd+finetune")
+METHODS = ("dense", "fixed", "str", "budget", "svd", "svd+finetune", "gru", "lstm")
 RUNS_DIR = "runs"
 LOG_FILE = "train.log"
 ERROR_FILE = "error.log"
@@ -73,6 +78,7 @@ class Job:
     setting: str  # what distinguishes it, for the table
     config: dict[str, Any]  # TrainConfig.to_dict() of the run; "out" is its run directory
     ranks: dict[str, int] | None = None  # svd runs: the ranks cut to
+    target_params: int | None = None  # budget runs: the size asked for
     sources: list[str] = field(default_factory=list)  # svd runs: the STR runs with these ranks
 
     @property
@@ -144,24 +150,65 @@ def mu_name(mu: float) -> str:
     return f"{mu:g}"
 
 
-def plan_base_jobs(base: TrainConfig, settings: CompareSettings, out: Path) -> list[Job]:
-    """The dense run, the fixed-rank grid and the STR grid (the SVD runs come later)."""
+def plan_base_jobs(
+    base: TrainConfig, settings: CompareSettings, out: Path, dense_params: int | None = None
+) -> list[Job]:
+    """The dense run, the fixed-rank grid, the STR grid, the GRU/LSTM baselines and, given the
+    dense model's ``dense_params``, the budget runs (the SVD runs come later)."""
     dense = _run_config(base, out, DENSE_RUN, rank_mode="dense", rank_w=None, rank_u=None)
     jobs = [Job(DENSE_RUN, "dense", f"hidden {base.model.hidden}", dense.to_dict())]
     for rank_w, rank_u in settings.fixed_ranks:
         name = f"fixed-w{rank_w}-u{rank_u}"
         cfg = _run_config(base, out, name, rank_mode="fixed", rank_w=rank_w, rank_u=rank_u)
         jobs.append(Job(name, "fixed", f"ranks W {rank_w}, U {rank_u}", cfg.to_dict()))
+    s_init = base.model.s_init if settings.str_s_init is None else settings.str_s_init
     for mu in settings.str_weight_decays:
         name = f"str-mu{mu_name(mu)}"
-        cfg = _run_config(
-            base, out, name, rank_mode="str", rank_w=None, rank_u=None, s_init=settings.str_s_init
-        )
+        cfg = _run_config(base, out, name, rank_mode="str", rank_w=None, rank_u=None, s_init=s_init)
         cfg.optim.weight_decay = mu
         cfg.optim.threshold_decay = None  # the paper's objective: the same mu on thresholds
-        setting = f"mu {mu_name(mu)}, s_init {settings.str_s_init:g}"
+        setting = f"mu {mu_name(mu)}, s_init {s_init:g}"
         jobs.append(Job(name, "str", setting, cfg.to_dict()))
+    if dense_params is not None:
+        for fraction in settings.budget_fractions:
+            target = round(fraction * dense_params)
+            name = f"budget-{fraction:g}"
+            cfg = _run_config(base, out, name, rank_mode="str", rank_w=None, rank_u=None)
+            set_target_params(cfg, target)
+            setting = f"{fraction:g} x dense: {target:,} params"
+            jobs.append(Job(name, "budget", setting, cfg.to_dict(), target_params=target))
+    for kind in settings.baselines:
+        for hidden in settings.baseline_hidden:
+            name = f"{kind}-h{hidden}"
+            cfg = _run_config(base, out, name, arch=kind, hidden=hidden)
+            jobs.append(Job(name, kind, f"hidden {hidden}", cfg.to_dict()))
     return jobs
+
+
+def _target_section(cfg: TrainConfig) -> Any:
+    """The config section that holds the trainer's ``target_params`` (budget mode), or None."""
+    for section in (cfg, cfg.model, cfg.optim):
+        if "target_params" in {f.name for f in dataclasses.fields(section)}:
+            return section
+    return None
+
+
+def set_target_params(cfg: TrainConfig, target: int) -> None:
+    """Ask the trainer for a compacted model of ``target`` parameters (``--target-params``).
+
+    Where the trainer has no budget mode, the budget runs fail with one clear line.
+    """
+    section = _target_section(cfg)
+    if section is not None:
+        section.target_params = target
+
+
+def dense_param_count(base: TrainConfig, input_shape: tuple[int, ...], num_classes: int) -> int:
+    """Parameters of the study's dense FastGRNN (the reference of the budget fractions)."""
+    from edge_str.models import build_model
+
+    model = dataclasses.replace(base.model, rank_mode="dense", rank_w=None, rank_u=None)
+    return build_model(model, input_shape, num_classes).cost().params_compact
 
 
 def plan_svd_jobs(
@@ -238,6 +285,10 @@ def _execute(job: Job, log: Callable[[str], None]) -> dict[str, Any]:
     if job.method == "svd":
         return evaluate_truncated(job)
     cfg = TrainConfig.from_dict(job.config)
+    if job.method == "budget" and _target_section(cfg) is None:
+        raise EdgeStrError(
+            "budget runs need the trainer's --target-params, which this version lacks"
+        )
     resume = (job.run_dir / LAST_CHECKPOINT).is_file()
     if job.method == "svd+finetune" and not resume:
         write_svd_init(job)
@@ -374,6 +425,7 @@ def row_of(job: Job, outcome: Outcome) -> dict[str, Any]:
         "rank_w": ranks.get("W"),
         "rank_u": ranks.get("U"),
         "params": final.get("params"),
+        "target_params": job.target_params,
         "bytes": final.get("bytes"),
         "macs_per_step": final.get("macs_per_step"),
         "val_accuracy": final.get("val_accuracy"),
@@ -401,13 +453,15 @@ class Study:
         *,
         progress: bool = True,
         on_row: Callable[[list[dict[str, Any]]], None] | None = None,
+        dense_params: int | None = None,
     ) -> None:
         if jobs < 1:
             raise EdgeStrError(f"--jobs must be at least 1, got {jobs}")
         self.config, self.settings, self.out = config, settings, Path(out)
         self.jobs, self.progress, self.on_row = jobs, progress, on_row
-        self.base_jobs = plan_base_jobs(config, settings, self.out)
-        self.str_jobs = [j for j in self.base_jobs if j.method == "str"]
+        self.base_jobs = plan_base_jobs(config, settings, self.out, dense_params)
+        # The STR runs whose ranks the svd runs reproduce (none without posthoc_svd).
+        self.str_jobs = [j for j in self.base_jobs if j.method == "str" and settings.posthoc_svd]
         self.results: dict[str, tuple[Job, Outcome]] = {}
         self.svd_jobs: dict[str, Job] = {}
         self._handled_str: set[str] = set()
@@ -560,6 +614,7 @@ def run_study(
     data = load_task(config.task, config.data_dir, config.data)
     test_examples = data.num_examples("test")
     full_ranks = {"W": min(config.model.hidden, data.input_shape[-1]), "U": config.model.hidden}
+    dense_params = dense_param_count(config, tuple(data.input_shape), len(data.class_names))
     del data
     check_same_study(out, config)
     (out / RUNS_DIR).mkdir(parents=True, exist_ok=True)
@@ -571,6 +626,7 @@ def run_study(
         jobs,
         progress=progress,
         on_row=lambda rows: write_csv(rows, out / "compare.csv"),
+        dense_params=dense_params,
     )
     try:
         study.run()
