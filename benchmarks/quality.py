@@ -95,9 +95,9 @@ class Tree:
 # the speakers and background noise at 0-15 dB (``data synth google12 --difficulty hard``).
 TREES = (
     Tree("g12-easy-s0", "google12", seed=0, size=80, difficulty="easy"),
-    Tree("g12-easy-s1", "google12", seed=1, size=160, difficulty="easy"),
+    Tree("g12-easy-s1", "google12", seed=1, size=120, difficulty="easy"),
     Tree("g12-hard-s2", "google12", seed=2, size=80, difficulty="hard"),
-    Tree("g12-hard-s3", "google12", seed=3, size=160, difficulty="hard"),
+    Tree("g12-hard-s3", "google12", seed=3, size=120, difficulty="hard"),
     Tree("har2-s0", "har2", seed=0),
 )
 
