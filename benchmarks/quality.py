@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import math
 import subprocess
 import sys
 import time
@@ -316,6 +317,21 @@ def _title(method: str, run: str) -> str:
     return COLUMN_TITLES[method]
 
 
+def noise_note(trees: Sequence[dict[str, Any]]) -> str:
+    """How large a difference the test splits can resolve (binomial standard error)."""
+    sizes = sorted(t["test_examples"] for t in trees if t["test_examples"])
+    if not sizes:
+        return ""
+    low, high = sizes[0], sizes[-1]
+    band = [2 * 100 * math.sqrt(0.9 * 0.1 / n) for n in (high, low)]
+    return (
+        f"Noise: the test splits hold {low:,}-{high:,} examples (one example = "
+        f"{100 / high:.2f}-{100 / low:.2f} points); two binomial standard errors at 90% accuracy "
+        f"are {band[0]:.1f}-{band[1]:.1f} points, so a single tree's 1- or 2-point margin is "
+        "within noise; each run has one seed."
+    )
+
+
 def markdown(results: dict[str, Any]) -> str:
     trees = results["trees"]
     cols = columns(trees)
@@ -337,6 +353,7 @@ def markdown(results: dict[str, Any]) -> str:
             f"| {tree['name']} | {tree['describe']} | {tree['test_examples']:,} | "
             f"{tree['epochs']} | " + " | ".join(cells) + " |"
         )
+    lines += ["", noise_note(trees)]
     lines += ["", "## Targets", "", "| tree | target | result | measured |", "|---|---|---|---|"]
     for tree in trees:
         for t in tree["targets"]:
