@@ -263,6 +263,23 @@ def test_budget_runs_at_fractions_of_dense(har, tmp_path):
     assert result.rows[0]["method"] == "dense"
 
 
+def test_plan_with_the_trainers_s_init_and_without_svd_runs(har, tmp_path):
+    cfg, settings = _study(har, tmp_path)
+    settings.str_s_init, settings.posthoc_svd = None, False
+    settings.budget_fractions = [0.5, 0.25]
+    jobs = plan_base_jobs(cfg, settings, tmp_path / "study", dense_params=172)
+    (str_job,) = [j for j in jobs if j.method == "str"]
+    assert str_job.config["model"]["s_init"] == cfg.model.s_init
+    assert str_job.setting == f"mu 0.01, s_init {cfg.model.s_init:g}"
+    budgets = [j for j in jobs if j.method == "budget"]
+    assert [(j.name, j.target_params) for j in budgets] == [("budget-0.5", 86), ("budget-0.25", 43)]
+    assert all(j.config["model"]["s_init"] == cfg.model.s_init for j in budgets)
+    assert [j.name for j in jobs if j.method in ("gru", "lstm")] == ["gru-h4", "lstm-h4"]
+    assert not [j for j in plan_base_jobs(cfg, settings, tmp_path) if j.method == "budget"]
+    result = run_study(cfg, settings, tmp_path / "study", jobs=1, progress=False)
+    assert not {"svd", "svd+finetune"} & {r["method"] for r in result.rows}
+
+
 @pytest.mark.parametrize(
     "setting, message",
     [
