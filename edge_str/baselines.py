@@ -15,10 +15,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from edge_str.families.rnn import RNN_BASELINES
 from edge_str.fastgrnn import ModelCost
 from edge_str.normalize import FeatureNormalizer
+from edge_str.validation import check_settings
 
-RNN_BASELINES = ("gru", "lstm")
 _GATES = {"gru": 3, "lstm": 4}
 _LAYERS = {"gru": nn.GRU, "lstm": nn.LSTM}
 _ELEMENTWISE_MACS_PER_UNIT = 3
@@ -54,3 +55,9 @@ class RNNClassifier(nn.Module):
             macs_per_step_compact=macs,
             head_macs=self.head.in_features * self.head.out_features,
         )
+
+
+def build_rnn_baseline(cfg, input_shape: tuple[int, ...], num_classes: int) -> RNNClassifier:
+    """The family's ``build``: ``cfg.arch`` (gru | lstm) of ``cfg.hidden`` units."""
+    check_settings(cfg, ("model",))
+    return RNNClassifier(cfg.arch, input_shape[-1], cfg.hidden, num_classes)

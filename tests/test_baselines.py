@@ -58,3 +58,16 @@ def test_trains_through_the_normal_trainer_and_evaluates(kind, tmp_path, capsys)
     assert json.loads(capsys.readouterr().out)["accuracy"] == pytest.approx(final["test_accuracy"])
     refusal = refused(["export", str(run), "--out", str(tmp_path / "m.onnx")], capsys)
     assert "FastGRNN" in refusal  # one clear line, no traceback
+
+
+def test_fastgrnn_settings_on_a_baseline_are_refused_in_one_line(tmp_path, capsys):
+    tree = build_har_tree(tmp_path / "har")
+    argv = ["train", "--task", "har2", "--data", str(tree), "--out", str(tmp_path / "r")]
+    refusal = refused([*argv, "--arch", "gru", "--rank-mode", "fixed"], capsys)
+    assert (
+        "model.rank_mode is a setting of FastGRNN models; model.arch 'gru' is GRU/LSTM" in refusal
+    )
+    assert "model.hidden must be at least 1" in refused(
+        [*argv, "--arch", "lstm", "--hidden", "0"], capsys
+    )
+    assert not (tmp_path / "r").exists()

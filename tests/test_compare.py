@@ -283,11 +283,13 @@ def test_plan_with_the_trainers_s_init_and_without_svd_runs(har, tmp_path):
 @pytest.mark.parametrize(
     "setting, message",
     [
-        ({"baselines": ["rnn"]}, "baselines=.*expected a list of gru | lstm"),
-        ({"baseline_hidden": [0]}, "baseline_hidden=.*integers >= 1"),
-        ({"budget_fractions": [0.0]}, r"budget_fractions=.*numbers in \(0, 1\]"),
+        ({"baselines": ["rnn"]}, "unknown baselines 'rnn'; choose from gru, lstm"),
+        ({"baselines": ["gru", "gru"]}, "baselines=.*the same value twice"),
+        ({"baseline_hidden": [0]}, "baseline_hidden must be at least 1, got 0"),
+        ({"budget_fractions": [0.0]}, "budget_fractions must be greater than 0 and at most 1"),
+        ({"budget_fractions": [1.5]}, "budget_fractions must be greater than 0 and at most 1"),
         ({"budget_fractions": [0.5, 0.5]}, "budget_fractions=.*the same value twice"),
-        ({"posthoc_svd": "yes"}, "posthoc_svd=.*true or false"),
+        ({"posthoc_svd": "yes"}, "posthoc_svd must be true or false"),
     ],
 )
 def test_baseline_and_budget_settings_are_checked(setting, message):
