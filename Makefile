@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.edge_str-installed
 DEMO_DIR ?= demo
 
-.PHONY: venv test lint demo bench clean
+.PHONY: venv test lint demo bench quality clean
 
 venv: $(STAMP)
 
@@ -38,6 +38,10 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py
+
+# The defaults against nn.GRU / nn.LSTM on five synth trees (issue 12); resumes where it stopped.
+quality: $(STAMP)
+	$(BIN)/python benchmarks/quality.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -214,8 +214,9 @@ def _unused_settings(model: ModelConfig) -> dict[tuple[str, ...], str]:
     unused: dict[tuple[str, ...], str] = {}
     for other in FAMILIES:
         for name in sorted(field_names(other.config) - own):
-            unused[("model", name)] = (
-                f"is a setting of {other.name} models; model.arch {model.arch!r} is {family.name}"
+            unused.setdefault(  # a shared field names the first family that declares it
+                ("model", name),
+                f"is a setting of {other.name} models; model.arch {model.arch!r} is {family.name}",
             )
     for name, why in family.unused_settings(model).items():
         unused[("model", name)] = why

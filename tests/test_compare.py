@@ -12,6 +12,7 @@ from _data_trees import build_har_tree
 
 import edge_str.training
 from edge_str import EdgeStrError
+from edge_str.baselines import RNNClassifier
 from edge_str.cli import main
 from edge_str.compare import (
     METHODS,
@@ -34,8 +35,13 @@ compare:
   str_weight_decays: [0.001]
   str_s_init: -3.0
   finetune_epochs: 1
+  baselines: [gru, lstm]
+  baseline_hidden: [4]
+  budget_fractions: []             # budget runs: test_budget_runs_at_fractions_of_dense
   epochs: 2
 """
+# Every method but the budget runs, which have their own test.
+TINY_METHODS = set(METHODS) - {"budget"}
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +75,7 @@ def test_study_in_worker_processes_writes_every_method(har, tmp_path):
         assert column in header
     for column in ("val_accuracy", "test_accuracy", "train_seconds", "status", "error"):
         assert column in header
-    assert {r["method"] for r in rows} == set(METHODS)
+    assert {r["method"] for r in rows} == TINY_METHODS
     by_run = {r["run"]: r for r in rows}
 
     # the failing configuration is recorded with its error; everything else finished
@@ -78,8 +84,8 @@ def test_study_in_worker_processes_writes_every_method(har, tmp_path):
     assert failed["params"] is None and failed["test_accuracy"] is None
     assert "Traceback" in (out / "runs/fixed-w20-u4/error.log").read_text()
     ok = [r for r in rows if r["status"] == "ok"]
-    assert len(ok) == len(rows) - 1 == 5
-    assert result.counts == {"new": 5, "reused": 0, "failed": 1, "skipped": 0}
+    assert len(ok) == len(rows) - 1 == 7
+    assert result.counts == {"new": 7, "reused": 0, "failed": 1, "skipped": 0}
 
     dense, fixed = by_run["runs/dense"], by_run["runs/fixed-w2-u3"]
     strs = [r for r in ok if r["method"] == "str"]
@@ -104,6 +110,19 @@ def test_study_in_worker_processes_writes_every_method(har, tmp_path):
         assert (twin["rank_w"], twin["rank_u"]) == (str_row["rank_w"], str_row["rank_u"])
         assert twin["params"] == str_row["params"]
         assert str_row["run"].split("/")[-1] in twin["setting"]
+    # the baselines: nn.GRU / nn.LSTM of hidden 4, costed by the same model as FastGRNN
+    for kind in ("gru", "lstm"):
+        row = by_run[f"runs/{kind}-h4"]
+        cost = RNNClassifier(kind, 9, 4, 2).cost()
+        assert row["method"] == kind and row["setting"] == "hidden 4" and row["status"] == "ok"
+        assert (row["params"], row["macs_per_step"]) == (
+            cost.params_compact,
+            cost.macs_per_step_compact,
+        )
+        assert row["rank_w"] is None and row["target_params"] is None
+        saved = json.loads((out / row["run"] / "config.json").read_text())
+        assert (saved["model"]["arch"], saved["model"]["hidden"]) == (kind, 4)
+        assert saved["optim"] == json.loads((out / "runs/dense/config.json").read_text())["optim"]
     svd = next(r for r in ok if r["method"] == "svd")
     assert svd["train_seconds"] == 0
     svd_cfg = json.loads((out / svd["run"] / "config.json").read_text())
@@ -116,7 +135,7 @@ def test_study_in_worker_processes_writes_every_method(har, tmp_path):
     text = (out / "compare.md").read_text()
     assert "| method | setting | rank W | rank U | params |" in text
     assert "rank of W must be in 1..8, got 20" in text and "## Reading" in text
-    for method in METHODS:
+    for method in TINY_METHODS:
         assert f"| {method} |" in text
     assert "★" in text and "◆" in text
 
@@ -149,7 +168,7 @@ def test_resume_skips_finished_runs_and_continues_half_finished_ones(har, tmp_pa
     assert ("dense", True) in calls  # continued, not restarted ...
     metrics = (out / "runs/dense/metrics.jsonl").read_text()
     assert metrics.startswith(first_epoch) and len(metrics.splitlines()) == 2  # ... from epoch 2
-    assert result.counts["new"] == 5 and result.counts["reused"] == 0
+    assert result.counts["new"] == 7 and result.counts["reused"] == 0
 
     before = _finals(out)
     stamps = {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*/final.json")}
@@ -159,7 +178,7 @@ def test_resume_skips_finished_runs_and_continues_half_finished_ones(har, tmp_pa
     assert calls == [("fixed-w20-u4", False)]
     assert _finals(out) == before
     assert {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*/final.json")} == stamps
-    assert again.counts == {"new": 0, "reused": 5, "failed": 1, "skipped": 0}
+    assert again.counts == {"new": 0, "reused": 7, "failed": 1, "skipped": 0}
     assert [r["test_accuracy"] for r in again.rows] == [r["test_accuracy"] for r in result.rows]
 
     # Other training settings in the same folder: one clear error, nothing rerun.
@@ -189,8 +208,8 @@ def test_interrupted_study_keeps_what_finished_and_resumes(har, tmp_path, monkey
 
     monkeypatch.setattr(edge_str.training, "train", real_train)
     result = run_study(cfg, settings, out, jobs=1, progress=False)
-    assert result.counts == {"new": 3, "reused": 2, "failed": 0, "skipped": 0}
-    assert {r["method"] for r in result.rows} == set(METHODS)
+    assert result.counts == {"new": 5, "reused": 2, "failed": 0, "skipped": 0}
+    assert {r["method"] for r in result.rows} == TINY_METHODS
 
 
 def test_a_failing_run_is_recorded_and_the_rest_completes(har, tmp_path, monkeypatch):
@@ -214,9 +233,70 @@ def test_a_failing_run_is_recorded_and_the_rest_completes(har, tmp_path, monkeyp
     assert sorted(r["method"] for r in skipped) == ["svd", "svd+finetune"]
     assert all(r["error"] == "needs str-mu0.03, which failed" for r in skipped)
     ok = [r for r in result.rows if r["status"] == "ok"]
-    assert sorted(r["method"] for r in ok) == ["dense", "fixed", "str", "svd", "svd+finetune"]
-    assert result.counts == {"new": 5, "reused": 0, "failed": 1, "skipped": 2}
+    assert sorted(r["method"] for r in ok) == [
+        "dense", "fixed", "gru", "lstm", "str", "svd", "svd+finetune"
+    ]  # fmt: skip
+    assert result.counts == {"new": 7, "reused": 0, "failed": 1, "skipped": 2}
     assert "1 failed, 2 skipped" in result.summary_line()
+
+
+def test_budget_runs_at_fractions_of_dense(har, tmp_path):
+    cfg, settings = _study(har, tmp_path)
+    settings.fixed_ranks, settings.str_weight_decays, settings.baselines = [], [], []
+    settings.budget_fractions = [0.5]
+    # Steps enough for the budget controller to steer the ranks (as in tests/test_budget.py).
+    cfg.optim.batch_size, cfg.optim.epochs = 4, 8
+    result = run_study(cfg, settings, tmp_path / "study", jobs=1, progress=False)
+    rows = {r["method"]: r for r in read_csv(tmp_path / "study" / "compare.csv")}
+    assert set(rows) == {"dense", "budget"}
+    budget = rows["budget"]
+    assert budget["target_params"] == 86 == round(0.5 * rows["dense"]["params"])
+    assert budget["setting"] == "0.5 x dense: 86 params" and budget["run"] == "runs/budget-0.5"
+    # Budget mode (model.target_params) steers STR to the size asked for.
+    assert budget["status"] == "ok" and abs(budget["params"] / 86 - 1) <= 0.10
+    saved = json.loads((tmp_path / "study" / budget["run"] / "config.json").read_text())
+    assert saved["model"]["rank_mode"] == "str" and saved["model"]["target_params"] == 86
+    final = json.loads((tmp_path / "study" / budget["run"] / "final.json").read_text())
+    assert final["size_budget"]["target_params"] == 86
+    assert final["size_budget"]["reached_params"] == budget["params"] == final["params"]
+    assert "Budget 0.5 x dense: 86 params: reached" in (tmp_path / "study/compare.md").read_text()
+    assert result.rows[0]["method"] == "dense"
+
+
+def test_plan_with_the_trainers_s_init_and_without_svd_runs(har, tmp_path):
+    cfg, settings = _study(har, tmp_path)
+    settings.str_s_init, settings.posthoc_svd = None, False
+    settings.budget_fractions = [0.5, 0.25]
+    jobs = plan_base_jobs(cfg, settings, tmp_path / "study", dense_params=172)
+    (str_job,) = [j for j in jobs if j.method == "str"]
+    assert str_job.config["model"]["s_init"] == cfg.model.s_init
+    assert str_job.setting == f"mu {settings.str_weight_decays[0]:g}, s_init {cfg.model.s_init:g}"
+    budgets = [j for j in jobs if j.method == "budget"]
+    assert [(j.name, j.target_params) for j in budgets] == [("budget-0.5", 86), ("budget-0.25", 43)]
+    assert all(j.config["model"]["s_init"] == cfg.model.s_init for j in budgets)
+    assert [j.name for j in jobs if j.method in ("gru", "lstm")] == ["gru-h4", "lstm-h4"]
+    assert not [j for j in plan_base_jobs(cfg, settings, tmp_path) if j.method == "budget"]
+    result = run_study(cfg, settings, tmp_path / "study", jobs=1, progress=False)
+    assert not {"svd", "svd+finetune"} & {r["method"] for r in result.rows}
+
+
+@pytest.mark.parametrize(
+    "setting, message",
+    [
+        ({"baselines": ["rnn"]}, "unknown baselines 'rnn'; choose from gru, lstm"),
+        ({"baselines": ["gru", "gru"]}, "baselines=.*the same value twice"),
+        ({"baseline_hidden": [0]}, "baseline_hidden must be at least 1, got 0"),
+        ({"budget_fractions": [0.0]}, "budget_fractions must be greater than 0 and at most 1"),
+        ({"budget_fractions": [1.5]}, "budget_fractions must be greater than 0 and at most 1"),
+        ({"budget_fractions": [0.5, 0.5]}, "budget_fractions=.*the same value twice"),
+        ({"posthoc_svd": "yes"}, "posthoc_svd must be true or false"),
+    ],
+)
+def test_baseline_and_budget_settings_are_checked(setting, message):
+    assert preset("google12").baselines == ["gru", "lstm"]
+    assert preset("har2").budget_fractions == [0.5, 0.25]
+    with pytest.raises(EdgeStrError, match=message):
+        CompareSettings.from_dict({**preset("har2").to_dict(), **setting})
 
 
 def test_cli(har, tmp_path, capsys):
@@ -226,7 +306,7 @@ def test_cli(har, tmp_path, capsys):
     argv = ["compare", "--task", "har2", "--data", str(har), "--out", str(out)]
     assert main([*argv, "--config", str(path), "--jobs", "1", "--seed", "3"]) == 0
     line = capsys.readouterr().out.strip().splitlines()[-1]
-    assert line.startswith("compare har2: 5 runs (5 new, 0 reused) in ")
+    assert line.startswith("compare har2: 7 runs (7 new, 0 reused) in ")
     assert str(out / "compare.md") in line
     saved = json.loads((out / "runs/dense/config.json").read_text())
     assert saved["seed"] == 3 and saved["optim"]["epochs"] == 1 and saved["model"]["hidden"] == 8

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from edge_str import EdgeStrError
 from edge_str.compare.settings import CompareSettings
 from edge_str.config import ModelConfig, OptimConfig, TrainConfig, make_config
-from edge_str.families import ARCHS, CNN, FASTGRNN, export_adapter, family_of
+from edge_str.families import ARCHS, CNN, FASTGRNN, RNN_BASELINE, export_adapter, family_of
 from edge_str.families import register_export_adapter as register
 from tests._cli import refused
 
@@ -145,17 +145,22 @@ def test_the_builders_and_optimizer_refuse_what_the_loader_refuses():
 
 def test_registry_knows_each_arch_once_and_owns_each_family_setting():
     assert family_of("fastgrnn") is FASTGRNN and family_of("resnet") is CNN
-    assert set(ARCHS) == {*FASTGRNN.archs, *CNN.archs} and len(ARCHS) == len(set(ARCHS))
+    assert family_of("gru") is family_of("lstm") is RNN_BASELINE
+    assert set(ARCHS) == {*FASTGRNN.archs, *CNN.archs, *RNN_BASELINE.archs}
+    assert len(ARCHS) == len(set(ARCHS))
     with pytest.raises(EdgeStrError, match="unknown model 'vgg'; choose from fastgrnn"):
         family_of("vgg")
     fastgrnn = {f.name for f in dataclasses.fields(FASTGRNN.config)}
     cnn = {f.name for f in dataclasses.fields(CNN.config)}
     assert {"hidden", "rank_w", "s_init"} <= fastgrnn and {"width", "sparsity"} <= cnn
-    assert fastgrnn | cnn | {"arch", "init_weights"} == {
+    baselines = {f.name for f in dataclasses.fields(RNN_BASELINE.config)}
+    assert baselines == {"hidden"}  # shared with FastGRNN
+    assert fastgrnn | cnn | baselines | {"arch", "init_weights"} == {
         f.name for f in dataclasses.fields(ModelConfig)
     }
     assert FASTGRNN.method(ModelConfig(rank_mode="fixed")) == "fixed"
     assert CNN.method(ModelConfig(arch="dscnn", sparsity="gmp")) == "gmp"
+    assert RNN_BASELINE.method(ModelConfig(arch="lstm")) == "lstm"
 
 
 def test_export_adapter_slot(monkeypatch):

@@ -7,7 +7,7 @@ import pytest
 from _data_trees import build_har_tree, build_speech_tree
 
 from edge_str.cli import main
-from tests._cli import one_error_line
+from tests._cli import one_error_line, refused
 from tests._speech import hide_espeak_program, hide_espeak_wheel
 
 
@@ -87,6 +87,24 @@ def test_synth_google12_command(tmp_path, capsys):
     line = capsys.readouterr().out.strip()
     assert line.startswith(f"wrote synthetic google12 data to {out}: 30 clips by 3 espeak-ng")
     assert len(list(out.glob("*/*_nohash_*.wav"))) == 30
+
+
+def test_synth_difficulty_flags_are_checked_in_one_line(tmp_path, capsys):
+    out = str(tmp_path / "sc")
+    refusal = refused(["data", "synth", "google12", "--out", out, "--snr-db", "15", "0"], capsys)
+    assert "--snr-db needs LOW <= HIGH" in refusal
+    refusal = refused(["data", "synth", "har2", "--out", out, "--difficulty", "hard"], capsys)
+    assert "--difficulty is for google12" in refusal
+    assert not (tmp_path / "sc").exists()
+
+
+def test_synth_google12_hard_with_a_replaced_part(tmp_path, capsys):
+    out = tmp_path / "sc"
+    args = ["data", "synth", "google12", "--out", str(out), "--per-word", "1"]
+    assert main([*args, "--difficulty", "hard", "--no-confusable", "--speakers", "4"]) == 0
+    line = capsys.readouterr().out.strip()
+    assert "30 clips by 4 espeak-ng speakers" in line and "20 unknown words" in line
+    assert "--no-confusable --snr-db 0 15" in (out / "README.txt").read_text()
 
 
 def test_fetch_with_an_archive(tmp_path, capsys):

@@ -2,6 +2,7 @@
 
 import re
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -10,8 +11,18 @@ import soundfile as sf
 import torch
 
 from edge_str.data import ACTIVITIES, DataConfig, load_task
-from edge_str.data.espeak import LibrarySpeech
-from edge_str.data.synth_google12 import synth_google12
+from edge_str.data.espeak import LibrarySpeech, open_speech
+from edge_str.data.speech_commands import COMMAND_WORDS
+from edge_str.data.synth_google12 import (
+    CONFUSABLE_WORDS,
+    DIFFICULTIES,
+    Difficulty,
+    background_recordings,
+    make_speakers,
+    plan,
+    render,
+    synth_google12,
+)
 from edge_str.data.synth_har import TEST_SUBJECTS, synth_har
 from edge_str.errors import EdgeStrError
 from tests._speech import hide_espeak_program, hide_espeak_wheel
@@ -146,3 +157,68 @@ def test_synth_google12_small_tree_loads_and_is_deterministic(tmp_path):
     assert (out / "testing_list.txt").read_text() == (
         tmp_path / "again/testing_list.txt"
     ).read_text()
+
+
+def test_difficulty_presets_plan_more_speakers_and_sound_alike_unknown_words():
+    hard = DIFFICULTIES["hard"]
+    easy_speakers, easy = plan(20, seed=5)
+    hard_speakers, planned = plan(20, seed=5, difficulty=hard)
+    assert (len(easy_speakers), len(hard_speakers)) == (10, 20)
+    words = {u.word for u in planned}
+    assert set(CONFUSABLE_WORDS) <= words and not set(CONFUSABLE_WORDS) & {u.word for u in easy}
+    assert not set(CONFUSABLE_WORDS) & set(COMMAND_WORDS)
+    assert all(5 <= s.pitch < 96 and 100 <= s.speed < 241 for s in hard_speakers)
+    assert all(25 <= s.pitch < 76 and 125 <= s.speed < 196 for s in easy_speakers)
+    # the hard preset spreads wider than the easy one over many speakers
+    many = make_speakers(200, seed=5, difficulty=hard)
+    assert max(s.pitch for s in many) - min(s.pitch for s in many) > 60
+    assert len(plan(20, seed=5, difficulty=replace(hard, speakers=7))[0]) == 7
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"snr_db": (10.0, 5.0)}, "--snr-db needs LOW <= HIGH"),
+        ({"speakers": 2}, "--speakers must be in 3.."),
+        ({"noise": "rain"}, "noise must be one of"),
+    ],
+)
+def test_difficulty_refuses_bad_settings(tmp_path, change, message):
+    with pytest.raises(EdgeStrError, match=message):
+        synth_google12(tmp_path / "sc", difficulty=replace(Difficulty(), **change))
+    assert not (tmp_path / "sc").exists()
+
+
+def _speech_to_noise_db(utterance, difficulty, recordings) -> float:
+    """SNR of a rendered clip over the whole second: the same utterance with almost no noise
+    gives the speech, the difference the noise."""
+    speech = open_speech()
+    clean = render(utterance, speech, replace(difficulty, snr_db=(90.0, 90.0)), recordings)
+    noisy = render(utterance, speech, difficulty, recordings)
+    return 10 * np.log10(np.sum(clean**2) / np.sum((noisy - clean) ** 2))
+
+
+def test_snr_range_sets_the_noise_level_of_each_clip():
+    recordings = background_recordings(0)
+    _, utterances = plan(2, seed=0, difficulty=DIFFICULTIES["hard"])
+    yes = next(u for u in utterances if u.word == "yes")
+    for snr in (0.0, 10.0):
+        hard = replace(DIFFICULTIES["hard"], snr_db=(snr, snr))
+        # the SNR is set over the speech; the noise covers the whole second (speech < 1 s)
+        measured = _speech_to_noise_db(yes, hard, recordings)
+        assert snr - 8 < measured <= snr + 0.5, (snr, measured)
+    easy = _speech_to_noise_db(yes, Difficulty(), recordings)
+    assert easy > 5  # 15-40 dB over the speech
+
+
+def test_synth_google12_hard_tree_loads_with_confusable_unknown_words(tmp_path):
+    out = tmp_path / "hard"
+    result = synth_google12(out, seed=2, per_word=1, difficulty=DIFFICULTIES["hard"])
+    assert result["clips"] == 10 + 40 and result["unknown_words"] == 40
+    assert all(len(list((out / w).glob("*.wav"))) == 1 for w in CONFUSABLE_WORDS)
+    assert "--confusable --snr-db 0 15 (noise: recordings)" in (out / "README.txt").read_text()
+    data = load_task("google12", out, DataConfig(cache_dir=str(tmp_path / "cache")))
+    assert len(data.class_names) == 12 and data.num_examples("train") > 0
+    synth_google12(tmp_path / "again", seed=2, per_word=1, difficulty=DIFFICULTIES["hard"])
+    for path in sorted(out.rglob("*.wav"))[::7]:
+        assert path.read_bytes() == (tmp_path / "again" / path.relative_to(out)).read_bytes()

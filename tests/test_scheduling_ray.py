@@ -28,6 +28,8 @@ compare:
   str_weight_decays: [0.01]
   str_s_init: -1.0
   finetune_epochs: 1
+  baselines: []                    # the GRU/LSTM and budget runs: tests/test_compare.py
+  budget_fractions: []
   epochs: 2
 """
 

@@ -33,6 +33,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     synth.add_argument(
         "--per-word", type=int, metavar="N", help="google12: clips per command word (default 100)"
     )
+    hard = synth.add_argument_group("google12 difficulty (a preset; each flag replaces its part)")
+    hard.add_argument(
+        "--difficulty",
+        choices=("easy", "hard"),
+        help="easy (default): 20 unknown words, white/pink noise at 15-40 dB; hard: adds "
+        "sound-alike unknown words, twice the speakers, wider pitch and speed, background "
+        "recordings mixed at 0-15 dB",
+    )
+    hard.add_argument(
+        "--confusable",
+        action=argparse.BooleanOptionalAction,
+        help="add unknown words that sound like the commands (yet, town, lift, ...)",
+    )
+    hard.add_argument("--speakers", type=int, metavar="N", help="number of espeak-ng speakers")
+    hard.add_argument(
+        "--snr-db",
+        type=float,
+        nargs=2,
+        metavar=("LOW", "HIGH"),
+        help="speech-to-noise ratio of each clip, uniform in [LOW, HIGH] dB",
+    )
     synth.add_argument(
         "--windows",
         type=int,
@@ -80,6 +101,22 @@ def run_info(args: argparse.Namespace) -> int:
     return 0
 
 
+GOOGLE12_ONLY = ("per_word", "difficulty", "confusable", "speakers", "snr_db")
+
+
+def synth_difficulty(args: argparse.Namespace):
+    """The --difficulty preset with the flags that replace its parts."""
+    import dataclasses
+
+    from edge_str.data.synth_google12 import DIFFICULTIES
+
+    difficulty = DIFFICULTIES[args.difficulty or "easy"]
+    parts = {"confusable": args.confusable, "speakers": args.speakers}
+    if args.snr_db is not None:
+        parts["snr_db"] = tuple(args.snr_db)
+    return dataclasses.replace(difficulty, **{k: v for k, v in parts.items() if v is not None})
+
+
 def run_synth(args: argparse.Namespace) -> int:
     if args.stream:
         return _run_synth_stream(args)
@@ -89,16 +126,22 @@ def run_synth(args: argparse.Namespace) -> int:
         from edge_str.data.synth_google12 import DEFAULT_PER_WORD, synth_google12
 
         result = synth_google12(
-            args.out, seed=args.seed, per_word=args.per_word or DEFAULT_PER_WORD
+            args.out,
+            seed=args.seed,
+            per_word=args.per_word or DEFAULT_PER_WORD,
+            difficulty=synth_difficulty(args),
         )
         print(
             f"wrote synthetic google12 data to {result['out']}: {result['clips']} clips by "
             f"{result['speakers']} espeak-ng speakers ({result['val_speakers']} validation, "
-            f"{result['test_speakers']} test), {result['background_recordings']} noise recordings"
+            f"{result['test_speakers']} test), {result['unknown_words']} unknown words, "
+            f"{result['background_recordings']} noise recordings"
         )
     else:
-        if args.per_word is not None:
-            raise EdgeStrError("--per-word is for google12; har2 takes --windows")
+        given = [name for name in GOOGLE12_ONLY if getattr(args, name) is not None]
+        if given:
+            flag = "--" + given[0].replace("_", "-")
+            raise EdgeStrError(f"{flag} is for google12; har2 takes --windows")
         from edge_str.data.synth_har import DEFAULT_WINDOWS, synth_har
 
         result = synth_har(args.out, seed=args.seed, windows=args.windows or DEFAULT_WINDOWS)

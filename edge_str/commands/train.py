@@ -30,7 +30,7 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int)
     p.add_argument("--device", choices=("cpu", "cuda"))
     p.add_argument("--threads", type=int, help="CPU threads for torch (0, the default: torch's)")
-    p.add_argument("--hidden", type=int, help="FastGRNN hidden size")
+    p.add_argument("--hidden", type=int, help="hidden size of FastGRNN, GRU or LSTM")
     p.add_argument("--rank-mode", choices=RANK_MODES, help="FastGRNN W/U: learned, fixed or dense")
     p.add_argument("--rank-w", type=int, help="rank of W in fixed mode")
     p.add_argument("--rank-u", type=int, help="rank of U in fixed mode")
@@ -52,7 +52,13 @@ def register(subparsers) -> None:
         help="budget mode: ... of K KiB of float32 weights (1 KiB = 256 parameters)",
     )
     cnn = p.add_argument_group("CNN path")
-    cnn.add_argument("--model", dest="arch", choices=ARCHS, help="architecture")
+    cnn.add_argument(
+        "--model",
+        "--arch",
+        dest="arch",
+        choices=ARCHS,
+        help="architecture (gru, lstm: nn.GRU / nn.LSTM baselines with the same head)",
+    )
     cnn.add_argument("--sparsity", choices=SPARSITY_MODES, help="CNN weight sparsity")
     cnn.add_argument("--str-granularity", choices=GRANULARITIES, help="thresholds per ...")
     cnn.add_argument("--cnn-s-init", type=float, help="initial s of the CNN thresholds (sigmoid)")

@@ -22,6 +22,7 @@ COLUMNS = (
     "rank_w",
     "rank_u",
     "params",
+    "target_params",
     "bytes",
     "macs_per_step",
     "val_accuracy",
@@ -36,9 +37,13 @@ MARKERS = {
     "dense": ("D", "black"),
     "fixed": ("s", "tab:blue"),
     "str": ("*", "tab:red"),
+    "budget": ("P", "tab:orange"),
     "svd": ("v", "tab:gray"),
     "svd+finetune": ("^", "tab:green"),
+    "gru": ("o", "tab:purple"),
+    "lstm": ("X", "tab:brown"),
 }
+LEARNED_RANKS = ("str", "budget")  # methods whose ranks STR chose (annotated on the plot)
 
 
 def _cell(value: Any, column: str) -> str:
@@ -64,7 +69,7 @@ def write_csv(rows: Sequence[dict[str, Any]], path: str | Path) -> None:
 
 def read_csv(path: str | Path) -> list[dict[str, Any]]:
     """compare.csv back as rows (numbers as numbers, empty cells as None)."""
-    ints = ("rank_w", "rank_u", "params", "bytes", "macs_per_step")
+    ints = ("rank_w", "rank_u", "params", "target_params", "bytes", "macs_per_step")
     floats = ("val_accuracy", "test_accuracy", "train_seconds")
     rows = []
     with open(path, newline="") as handle:
@@ -252,6 +257,25 @@ def reading(rows: Sequence[dict[str, Any]], test_examples: int) -> list[str]:
     ]
     if counts:
         lines.append("STR against " + "; ".join(counts) + ".")
+    for b in sorted((r for r in ok if r["method"] == "budget"), key=lambda r: r["params"]):
+        target = b.get("target_params")
+        off = f" ({100 * (b['params'] / target - 1):+.1f}% off the target)" if target else ""
+        lines.append(
+            f"Budget {b['setting']}: reached {b['params']:,} parameters{off}, ranks W "
+            f"{b['rank_w']}, U {b['rank_u']}, {_pct(b['test_accuracy'])}."
+        )
+    for r in sorted((r for r in ok if r["method"] in ("gru", "lstm")), key=lambda r: r["params"]):
+        versus = ""
+        if dense is not None:
+            gap = 100 * (dense["test_accuracy"] - r["test_accuracy"])
+            versus = (
+                f"; dense FastGRNN {gap:+.1f} points against it with "
+                f"{dense['params'] / r['params']:.2f}x its parameters"
+            )
+        lines.append(
+            f"nn.{r['method'].upper()} {r['setting']}: {_pct(r['test_accuracy'])} with "
+            f"{r['params']:,} parameters, {r['macs_per_step']:,} MACs per step{versus}."
+        )
     front = pareto_front(rows)
     if front:
         by_method = ", ".join(
@@ -286,7 +310,9 @@ def markdown(result: StudyResult) -> str:
         f"FastGRNN, hidden {cfg.model.hidden} (full ranks W {full['W']}, U {full['U']}); data "
         f"`{cfg.data_dir}` ({result.test_examples:,} test examples); {settings.epochs} epochs "
         f"(fine-tunes {settings.finetune_epochs}), seed {cfg.seed}, weight decay "
-        f"{cfg.optim.weight_decay:g} for dense and fixed rank, STR s_init {settings.str_s_init:g}. "
+        f"{cfg.optim.weight_decay:g} for dense and fixed rank, STR s_init "
+        f"{cfg.model.s_init if settings.str_s_init is None else settings.str_s_init:g}; "
+        f"nn.GRU / nn.LSTM baselines with the same features, head and recipe. "
         "Params and bytes after compaction (float32), MACs per time step.",
         "",
         markdown_table(result.rows),
@@ -341,7 +367,7 @@ def plot(rows: Sequence[dict[str, Any]], path: str | Path, title: str = "") -> N
                 label=method,
                 zorder=4 if method == "dense" else 3,
             )
-            if method == "str":
+            if method in LEARNED_RANKS:
                 for r in points:
                     ax.annotate(
                         f"W{r['rank_w']} U{r['rank_u']}",

@@ -9,6 +9,10 @@ A study YAML is an ``edge-str train`` config with one extra section, ``compare``
       finetune_epochs: 5                # epochs of each truncated-SVD fine-tune
       finetune_lr: 0.003                # their initial learning rate (null: optim.lr)
       epochs: 20                        # epochs of every trained run (null: optim.epochs)
+      baselines: [gru, lstm]            # nn.GRU / nn.LSTM classifiers, same features and head
+      baseline_hidden: [64]             # their hidden sizes
+      budget_fractions: [0.5, 0.25]     # STR budget runs: --target-params = this x dense params
+      posthoc_svd: true                 # truncated-SVD runs (+ fine-tune) at each STR run's ranks
     model: {hidden: 64}                 # training settings shared by every run
     optim: {lr: 0.01}
 
@@ -27,6 +31,7 @@ from typing import Any
 from edge_str.config import TrainConfig, config_from_settings, read_yaml
 from edge_str.defaults import STUDY_S_INIT
 from edge_str.errors import EdgeStrError
+from edge_str.families import RNN_BASELINES
 from edge_str.validation import SettingError, build_section, setting
 
 # Tasks whose model is a FastGRNN (the study compares ranks of its W and U).
@@ -39,8 +44,15 @@ class CompareSettings:
     fixed_ranks: list[list[int]] = setting(factory=lambda: [[4, 8], [8, 16]])
     # mu (weight decay of weights and thresholds) of each STR run.
     str_weight_decays: list[float] = setting(factory=lambda: [3e-3, 1e-2], at_least=0)
-    # STR threshold init for the study's STR runs (see edge_str.defaults).
-    str_s_init: float = STUDY_S_INIT
+    # STR threshold init for the study's STR runs (see edge_str.defaults); None: the training
+    # config's s_init.
+    str_s_init: float | None = STUDY_S_INIT
+    # nn.GRU / nn.LSTM classifiers (the models a user would pick instead), one run per hidden size.
+    baselines: list[str] = setting(factory=lambda: list(RNN_BASELINES), choices=RNN_BASELINES)
+    baseline_hidden: list[int] = setting(factory=lambda: [64], at_least=1)
+    # STR steered to a size budget: one run per fraction of the dense model's parameters.
+    budget_fractions: list[float] = setting(factory=lambda: [0.5, 0.25], above=0, at_most=1)
+    posthoc_svd: bool = True  # the svd and svd+finetune runs at each STR run's ranks
     finetune_epochs: int = setting(5, at_least=1)
     finetune_lr: float | None = setting(None, above=0)  # None: the training config's lr
     epochs: int | None = setting(None, at_least=1)  # None: the training config's optim.epochs
@@ -69,6 +81,10 @@ class CompareSettings:
             raise bad("str_weight_decays", "holds the same value twice")
         if len({tuple(p) for p in self.fixed_ranks}) != len(self.fixed_ranks):
             raise bad("fixed_ranks", "holds the same pair twice")
+        for name in ("baselines", "baseline_hidden", "budget_fractions"):
+            values = getattr(self, name)
+            if len(set(values)) != len(values):
+                raise bad(name, "holds the same value twice")
 
 
 # Presets per task, measured on the demo data of `edge-str data synth` (20 epochs, seed 0), with

@@ -9,6 +9,10 @@ On the same data, splits, epochs and seed it runs
   svd           the trained dense model, W and U cut to the ranks an STR run found (truncated
                 SVD, the best approximation of that rank), evaluated as it is
   svd+finetune  the same truncated model trained a few more epochs at that fixed rank
+  budget        STR steered to a size budget (``--target-params``), one run per fraction of the
+                dense model's parameters; STR still splits the ranks between W and U
+  gru, lstm     nn.GRU / nn.LSTM classifiers (same features, normaliser, head and recipe), one
+                run per hidden size: the models a user would pick instead
 
 Every run is a trainer run directory under ``OUT/runs/<name>/`` (svd runs write the same files
 without training). The SVD runs need the dense run and their STR run, so they start when those
@@ -21,6 +25,7 @@ with ``jobs=1`` in this process, or with ``backend="ray"`` as Ray tasks.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import os
 import time
@@ -57,7 +62,7 @@ from edge_str.scheduling import (
     make_backend,
 )
 
-METHODS = ("dense", "fixed", "str", "svd", "svd+finetune")
+METHODS = ("dense", "fixed", "str", "budget", "svd", "svd+finetune", "gru", "lstm")
 RUNS_DIR = "runs"
 SVD_INIT_FILE = "svd_init.pt"
 STUDY_FILE = "compare.json"  # the study's training config and grids, for resuming
@@ -71,6 +76,7 @@ class StudyJob(Job):
     method: str = "dense"  # one of METHODS
     setting: str = ""  # what distinguishes it, for the table
     ranks: dict[str, int] | None = None  # svd runs: the ranks cut to
+    target_params: int | None = None  # budget runs: the size asked for
     sources: list[str] = field(default_factory=list)  # svd runs: the STR runs with these ranks
 
     def execute(self, log: Callable[[str], None]) -> dict[str, Any]:
@@ -101,24 +107,56 @@ def _job(name: str, method: str, setting: str, cfg: TrainConfig, **extra: Any) -
     return StudyJob(name, cfg.to_dict(), method=method, setting=setting, **extra)
 
 
-def plan_base_jobs(base: TrainConfig, settings: CompareSettings, out: Path) -> list[StudyJob]:
-    """The dense run, the fixed-rank grid and the STR grid (the SVD runs come later)."""
+def plan_base_jobs(
+    base: TrainConfig, settings: CompareSettings, out: Path, dense_params: int | None = None
+) -> list[StudyJob]:
+    """The dense run, the fixed-rank grid, the STR grid, the GRU/LSTM baselines and, given the
+    dense model's ``dense_params``, the budget runs (the SVD runs come later)."""
     dense = _run_config(base, out, DENSE_RUN, rank_mode="dense", rank_w=None, rank_u=None)
     jobs = [_job(DENSE_RUN, "dense", f"hidden {base.model.hidden}", dense)]
     for rank_w, rank_u in settings.fixed_ranks:
         name = f"fixed-w{rank_w}-u{rank_u}"
         cfg = _run_config(base, out, name, rank_mode="fixed", rank_w=rank_w, rank_u=rank_u)
         jobs.append(_job(name, "fixed", f"ranks W {rank_w}, U {rank_u}", cfg))
+    s_init = base.model.s_init if settings.str_s_init is None else settings.str_s_init
     for mu in settings.str_weight_decays:
         name = f"str-mu{mu_name(mu)}"
-        cfg = _run_config(
-            base, out, name, rank_mode="str", rank_w=None, rank_u=None, s_init=settings.str_s_init
-        )
+        cfg = _run_config(base, out, name, rank_mode="str", rank_w=None, rank_u=None, s_init=s_init)
         cfg.optim.weight_decay = mu
         cfg.optim.threshold_decay = None  # the paper's objective: the same mu on thresholds
-        setting = f"mu {mu_name(mu)}, s_init {settings.str_s_init:g}"
+        setting = f"mu {mu_name(mu)}, s_init {s_init:g}"
         jobs.append(_job(name, "str", setting, cfg))
+    if dense_params is not None:
+        for fraction in settings.budget_fractions:
+            target = round(fraction * dense_params)
+            name = f"budget-{fraction:g}"
+            # Budget mode (edge_str.training.budget): STR steered to ``target_params``.
+            cfg = _run_config(
+                base,
+                out,
+                name,
+                rank_mode="str",
+                rank_w=None,
+                rank_u=None,
+                target_params=target,
+                target_kb=None,
+            )
+            setting = f"{fraction:g} x dense: {target:,} params"
+            jobs.append(_job(name, "budget", setting, cfg, target_params=target))
+    for kind in settings.baselines:
+        for hidden in settings.baseline_hidden:
+            name = f"{kind}-h{hidden}"
+            cfg = _run_config(base, out, name, arch=kind, hidden=hidden)
+            jobs.append(_job(name, kind, f"hidden {hidden}", cfg))
     return jobs
+
+
+def dense_param_count(base: TrainConfig, input_shape: tuple[int, ...], num_classes: int) -> int:
+    """Parameters of the study's dense FastGRNN (the reference of the budget fractions)."""
+    from edge_str.models import build_model
+
+    model = dataclasses.replace(base.model, rank_mode="dense", rank_w=None, rank_u=None)
+    return build_model(model, input_shape, num_classes).cost().params_compact
 
 
 def plan_svd_jobs(
@@ -225,6 +263,7 @@ def row_of(job: StudyJob, outcome: Outcome) -> dict[str, Any]:
         "rank_w": ranks.get("W"),
         "rank_u": ranks.get("U"),
         "params": final.get("params"),
+        "target_params": job.target_params,
         "bytes": final.get("bytes"),
         "macs_per_step": final.get("macs_per_step"),
         "val_accuracy": final.get("val_accuracy"),
@@ -256,12 +295,14 @@ class Study:
         backend: Backend | None = None,
         progress: bool = True,
         on_row: Callable[[list[dict[str, Any]]], None] | None = None,
+        dense_params: int | None = None,
     ) -> None:
         self.backend = make_backend("local", jobs) if backend is None else backend
         self.config, self.settings, self.out = config, settings, Path(out)
         self.progress, self.on_row = progress, on_row
-        self.base_jobs = plan_base_jobs(config, settings, self.out)
-        self.str_jobs = [j for j in self.base_jobs if j.method == "str"]
+        self.base_jobs = plan_base_jobs(config, settings, self.out, dense_params)
+        # The STR runs whose ranks the svd runs reproduce (none without posthoc_svd).
+        self.str_jobs = [j for j in self.base_jobs if j.method == "str" and settings.posthoc_svd]
         self.results: dict[str, tuple[StudyJob, Outcome]] = {}
         self.svd_jobs: dict[str, StudyJob] = {}
         self._handled_str: set[str] = set()
@@ -379,6 +420,7 @@ def run_study(
     test_examples = data.num_examples("test")
     hidden = config.model.hidden
     full_ranks = {"W": full_rank(hidden, data.input_shape[-1]), "U": full_rank(hidden, hidden)}
+    dense_params = dense_param_count(config, tuple(data.input_shape), len(data.class_names))
     del data
     check_same_study(out, config)
     (out / RUNS_DIR).mkdir(parents=True, exist_ok=True)
@@ -390,6 +432,7 @@ def run_study(
         backend=scheduler_backend,
         progress=progress,
         on_row=lambda rows: write_csv(rows, out / "compare.csv"),
+        dense_params=dense_params,
     )
     try:
         study.run()

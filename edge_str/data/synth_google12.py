@@ -10,6 +10,11 @@ noise. ``validation_list.txt`` / ``testing_list.txt`` split by speaker, so valid
 speakers are unseen in training. ``_background_noise_/`` gets a few generated recordings.
 Everything random is drawn from generators seeded by (seed, what, index): the same seed gives
 the same tree, whatever the thread scheduling.
+
+``Difficulty`` makes harder variants (``--difficulty hard``): unknown words that sound like the
+commands ("yet" for "yes", "town" for "down"), a speaker per clip word instead of one per two,
+wider pitch and speed, and the tree's own background recordings mixed in at 0-15 dB SNR (the
+easy default: white or pink noise at 15-40 dB). Each part can be set alone.
 """
 
 from __future__ import annotations
@@ -51,7 +56,64 @@ VARIANTS = (
     "klatt2", "linda", "max", "michel", "norbert", "paul", "pedro", "quincy", "rob", "robert",
     "shelby", "steph", "travis", "victor", "zac", "whisper",
 )  # fmt: skip
+# Unknown words that sound like a command (two per command; no homophones such as "know", which
+# espeak-ng says exactly as "no" and no model could tell apart).
+CONFUSABLE_WORDS = (
+    "yet", "yeah", "now", "nose", "cup", "pup", "town", "dawn", "lift", "loft",
+    "bright", "ride", "in", "own", "cough", "oft", "shop", "step", "goat", "toe",
+)  # fmt: skip
+NOISE_SOURCES = ("coloured", "recordings")
 NOISE_SECONDS = 12.0  # >= 10 s: the loader can cut each into disjoint train/val/test regions
+MAX_SPEAKERS = len(BASE_VOICES) * len(VARIANTS)
+
+
+@dataclass(frozen=True)
+class Difficulty:
+    """How hard the tree is; ``DIFFICULTIES`` holds the presets, any field can be replaced."""
+
+    confusable: bool = False  # add CONFUSABLE_WORDS to the unknown words
+    speakers_per_clip: float = 0.5  # speakers = ceil(per_word * this), at least 3
+    speakers: int | None = None  # a number of speakers instead of speakers_per_clip
+    snr_db: tuple[float, float] = (15.0, 40.0)  # speech-to-noise ratio, uniform in this range
+    noise: str = "coloured"  # coloured: white/pink per clip; recordings: the background ones
+    speed: tuple[int, int] = (125, 196)  # words per minute of a speaker, [low, high)
+    pitch: tuple[int, int] = (25, 76)  # espeak-ng pitch of a speaker, [low, high)
+
+    def check(self) -> None:
+        low, high = self.snr_db
+        if not (math.isfinite(low) and math.isfinite(high) and low <= high):
+            raise EdgeStrError(f"--snr-db needs LOW <= HIGH (finite dB), got {low:g} {high:g}")
+        if self.speakers is not None and not 3 <= self.speakers <= MAX_SPEAKERS:
+            raise EdgeStrError(f"--speakers must be in 3..{MAX_SPEAKERS}, got {self.speakers}")
+        if self.noise not in NOISE_SOURCES:
+            raise EdgeStrError(f"noise must be one of {', '.join(NOISE_SOURCES)}")
+
+    def speaker_count(self, per_word: int) -> int:
+        if self.speakers is not None:
+            return self.speakers
+        return min(MAX_SPEAKERS, max(3, math.ceil(per_word * self.speakers_per_clip)))
+
+    def describe(self) -> str:
+        """The options as `data synth` flags (for the tree's README)."""
+        low, high = self.snr_db
+        return (
+            f"{'--confusable' if self.confusable else '--no-confusable'} --snr-db {low:g} "
+            f"{high:g} (noise: {self.noise}), speed {self.speed[0]}-{self.speed[1] - 1} wpm, "
+            f"pitch {self.pitch[0]}-{self.pitch[1] - 1}"
+        )
+
+
+DIFFICULTIES: dict[str, Difficulty] = {
+    "easy": Difficulty(),
+    "hard": Difficulty(
+        confusable=True,
+        speakers_per_clip=1.0,
+        snr_db=(0.0, 15.0),
+        noise="recordings",
+        speed=(100, 241),
+        pitch=(5, 96),
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -74,7 +136,7 @@ class Utterance:
         return f"{self.word}/{self.speaker.id}_nohash_{self.repeat}.wav"
 
 
-def make_speakers(count: int, seed: int) -> list[Speaker]:
+def make_speakers(count: int, seed: int, difficulty: Difficulty = Difficulty()) -> list[Speaker]:
     rng = np.random.default_rng([seed, 0])
     combos = [(b, v) for b in BASE_VOICES for v in VARIANTS]
     chosen = rng.permutation(len(combos))[:count]
@@ -82,22 +144,29 @@ def make_speakers(count: int, seed: int) -> list[Speaker]:
     for number, pick in enumerate(chosen):
         base, variant = combos[pick]
         digest = hashlib.sha1(f"{seed}/{number}/{base}+{variant}".encode()).hexdigest()[:8]
-        speed, pitch = int(rng.integers(125, 196)), int(rng.integers(25, 76))
+        speed, pitch = int(rng.integers(*difficulty.speed)), int(rng.integers(*difficulty.pitch))
         speakers.append(Speaker(digest, f"{base}+{variant}", speed, pitch))
     return speakers
 
 
-def plan(per_word: int, seed: int) -> tuple[list[Speaker], list[Utterance]]:
-    """Who says what: each speaker says each command word about twice, some unknown words once."""
-    n_speakers = max(3, math.ceil(per_word / 2))
-    speakers = make_speakers(n_speakers, seed)
+def unknown_words(difficulty: Difficulty) -> tuple[str, ...]:
+    return OTHER_WORDS + (CONFUSABLE_WORDS if difficulty.confusable else ())
+
+
+def plan(
+    per_word: int, seed: int, difficulty: Difficulty = Difficulty()
+) -> tuple[list[Speaker], list[Utterance]]:
+    """Who says what: by default each speaker says each command word about twice, some unknown
+    words once."""
+    n_speakers = difficulty.speaker_count(per_word)
+    speakers = make_speakers(n_speakers, seed, difficulty)
     utterances = []
     for w, word in enumerate(COMMAND_WORDS):
         for i in range(per_word):
             k = (i + w) % n_speakers  # every speaker says some command words, even when few
             utterances.append(Utterance(word, speakers[k], i // n_speakers, (seed, 1, w, i)))
     per_other = max(1, math.ceil(per_word / 4))
-    for w, word in enumerate(OTHER_WORDS):
+    for w, word in enumerate(unknown_words(difficulty)):
         for i in range(per_other):
             k = (i + 7 * w) % n_speakers  # spread the unknown words over all speakers
             utterances.append(Utterance(word, speakers[k], i // n_speakers, (seed, 2, w, i)))
@@ -112,8 +181,13 @@ def split_speakers(speakers: list[Speaker], seed: int) -> dict[str, set[str]]:
     return {"val": set(order[:n]), "test": set(order[n : 2 * n])}
 
 
-def render(utterance: Utterance, speech: Speech) -> np.ndarray:
-    """One utterance as a 1 s float32 clip at 16 kHz."""
+def render(
+    utterance: Utterance,
+    speech: Speech,
+    difficulty: Difficulty = Difficulty(),
+    recordings: dict[str, np.ndarray] | None = None,
+) -> np.ndarray:
+    """One utterance as a 1 s float32 clip at 16 kHz; ``recordings``: for noise="recordings"."""
     rng = np.random.default_rng(list(utterance.seed))
     speaker = utterance.speaker
     speed = int(np.clip(speaker.speed + rng.integers(-15, 16), 80, 260))
@@ -131,8 +205,11 @@ def render(utterance: Utterance, speech: Speech) -> np.ndarray:
     clip = np.zeros(SAMPLE_RATE, np.float32)
     start = int(rng.integers(0, SAMPLE_RATE - len(speech) + 1))
     clip[start : start + len(speech)] = speech
-    snr_db = rng.uniform(15.0, 40.0)  # a little noise so the task is not trivially clean
-    noise = coloured_noise(SAMPLE_RATE, rng, "pink" if rng.random() < 0.5 else "white")
+    snr_db = rng.uniform(*difficulty.snr_db)  # easy: a little noise, not trivially clean
+    if difficulty.noise == "recordings" and recordings:
+        noise = noise_excerpt(recordings, rng)
+    else:
+        noise = coloured_noise(SAMPLE_RATE, rng, "pink" if rng.random() < 0.5 else "white")
     rms = math.sqrt(float(np.mean(speech**2)) + 1e-12)
     clip += noise * (rms / 10 ** (snr_db / 20)) / max(float(np.std(noise)), 1e-9)
     return np.clip(clip, -1.0, 1.0)
@@ -149,6 +226,14 @@ def coloured_noise(n: int, rng: np.random.Generator, colour: str) -> np.ndarray:
     exponent = {"pink": 0.5, "brown": 1.0}[colour]
     shaped = np.fft.irfft(spectrum / freqs**exponent, n)
     return (shaped / np.std(shaped)).astype(np.float32)
+
+
+def noise_excerpt(recordings: dict[str, np.ndarray], rng: np.random.Generator) -> np.ndarray:
+    """A random 1 s excerpt of a random background recording (the hard trees' noise)."""
+    names = sorted(recordings)
+    sound = recordings[names[int(rng.integers(len(names)))]]
+    start = int(rng.integers(0, len(sound) - SAMPLE_RATE + 1))
+    return sound[start : start + SAMPLE_RATE]
 
 
 def background_recordings(seed: int) -> dict[str, np.ndarray]:
@@ -176,22 +261,28 @@ def background_recordings(seed: int) -> dict[str, np.ndarray]:
 
 
 def synth_google12(
-    out: str | Path, seed: int = 0, per_word: int = DEFAULT_PER_WORD, workers: int | None = None
+    out: str | Path,
+    seed: int = 0,
+    per_word: int = DEFAULT_PER_WORD,
+    workers: int | None = None,
+    difficulty: Difficulty = Difficulty(),
 ) -> dict[str, int | str]:
     """Write the tree to ``out`` (which must not exist or be empty); returns a short summary."""
     if per_word < 1:
         raise EdgeStrError(f"--per-word must be at least 1, got {per_word}")
+    difficulty.check()
     speech = open_speech()
     target = Path(out).expanduser()
     check_free(target)
-    speakers, utterances = plan(per_word, seed)
+    speakers, utterances = plan(per_word, seed, difficulty)
     held_out = split_speakers(speakers, seed)
+    noises = background_recordings(seed)
     with staged_folder(target) as staging:
         for word in {u.word for u in utterances}:
             (staging / word).mkdir()
 
         def make(utterance: Utterance) -> None:
-            clip = render(utterance, speech)
+            clip = render(utterance, speech, difficulty, noises)
             sf.write(str(staging / utterance.path), clip, SAMPLE_RATE, subtype="PCM_16")
 
         threads = torch.get_num_threads()
@@ -210,14 +301,13 @@ def synth_google12(
             listed = sorted(u.path for u in utterances if u.speaker.id in held_out[split])
             (staging / name).write_text("".join(f"{p}\n" for p in listed))
         (staging / BACKGROUND_DIR).mkdir()
-        noises = background_recordings(seed)
         for name, sound in noises.items():
             path = staging / BACKGROUND_DIR / f"{name}.wav"
             sf.write(str(path), sound, SAMPLE_RATE, subtype="PCM_16")
         (staging / "README.txt").write_text(
             f"Synthetic Speech Commands-layout data made by `edge-str data synth google12 "
             f"--seed {seed} --per-word {per_word}` with espeak-ng ({len(speakers)} voices, "
-            f"spoken by {speech.name}).\n"
+            f"spoken by {speech.name}; {difficulty.describe()}).\n"
             "Demo data only: not the real Speech Commands data set.\n"
         )
     return {
@@ -228,4 +318,5 @@ def synth_google12(
         "test_speakers": len(held_out["test"]),
         "background_recordings": len(noises),
         "speech": speech.name,
+        "unknown_words": len(unknown_words(difficulty)),
     }

@@ -36,8 +36,10 @@ from edge_str.families.cnn import CNN_ARCHS, CNNConfig
 from edge_str.families.cnn import FAMILY as CNN
 from edge_str.families.fastgrnn import FAMILY as FASTGRNN
 from edge_str.families.fastgrnn import FastGRNNConfig
+from edge_str.families.rnn import FAMILY as RNN_BASELINE
+from edge_str.families.rnn import RNN_BASELINES, RNNBaselineConfig
 
-FAMILIES: tuple[ModelFamily, ...] = (FASTGRNN, CNN)
+FAMILIES: tuple[ModelFamily, ...] = (FASTGRNN, CNN, RNN_BASELINE)
 
 ARCHS: tuple[str, ...] = tuple(arch for family in FAMILIES for arch in family.archs)
 _BY_ARCH: dict[str, ModelFamily] = {arch: family for family in FAMILIES for arch in family.archs}
@@ -90,9 +92,12 @@ __all__ = [
     "CNN_ARCHS",
     "FAMILIES",
     "FASTGRNN",
+    "RNN_BASELINE",
+    "RNN_BASELINES",
     "CNNConfig",
     "FastGRNNConfig",
     "ModelFamily",
+    "RNNBaselineConfig",
     "export_adapter",
     "family_of",
     "family_of_model",

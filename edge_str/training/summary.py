@@ -101,3 +101,31 @@ def cnn_final_extras(model: nn.Module, cfg: Any, run_dir: Path) -> dict[str, Any
     budget = budget_report(model)
     plot_budget(budget, Path(run_dir) / "budget.png", title=f"{cfg.model.arch} on {cfg.task}")
     return {"budget": budget}
+
+
+# ----------------------------------------------------------------------------- GRU / LSTM
+
+
+def is_rnn_baseline(model: nn.Module) -> bool:
+    from edge_str.baselines import RNNClassifier
+
+    return isinstance(model, RNNClassifier)
+
+
+def rnn_baseline_summary(model: nn.Module) -> dict[str, Any]:
+    # Nothing to compact: as trained is as deployed.
+    cost = model.cost()
+    return {
+        "params": cost.params_compact,
+        "bytes": cost.params_compact * FLOAT32_BYTES,
+        "macs_per_step": cost.macs_per_step_compact,
+        "head_macs": cost.head_macs,
+    }
+
+
+def rnn_baseline_epoch_text(summary: dict[str, Any]) -> str:
+    return f"params {summary['params']:,} MACs/step {summary['macs_per_step']:,}"
+
+
+def rnn_baseline_final_text(final: dict[str, Any]) -> str:
+    return f"MACs/step {final['macs_per_step']:,}"

@@ -1,0 +1,490 @@
+"""Quality bar of the defaults (issue 12): FastGRNN dense and STR against nn.GRU / nn.LSTM.
+
+    python benchmarks/quality.py [--work build/quality] [--out-dir benchmarks] [--jobs N]
+        [--trees g12-easy-s0 ...]                                       (or: make quality)
+
+Makes the trees of ``TREES`` with ``edge-str data synth`` (Google-12 at two sizes and two
+difficulties, four seeds, and HAR-2), then on each tree trains, with the training DEFAULTS of
+the installed package and nothing tuned per tree (the defaults are read, never restated here):
+
+    gru-h64, lstm-h64   nn.GRU(64) / nn.LSTM(64) classifiers, same features, head and recipe
+    dense               FastGRNN, dense W and U
+    str                 FastGRNN, STR learns the ranks of W and U
+    budget-0.5/-0.25    STR steered to 1/2 and 1/4 of the dense model's parameters
+
+through ``edge-str compare``'s study (its process pool, its resume: finished runs are reused, so
+the script can be run again after an interruption). Before anything trains it checks that every
+planned run's config equals the defaults but for the method's own settings.
+
+Targets, per tree: dense >= GRU(64) - 1 point; STR >= dense - 2 points at <= 1/2 of the dense
+parameters (aim: 1/4); each budget run within +-10% of its target. Prints a pass/fail line per
+target and writes quality.md (tables), quality.json, quality.csv (one row per run) and
+quality.png (test accuracy against parameters, one panel per tree) to ``--out-dir``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import math
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+for path in (str(ROOT), str(HERE)):
+    if path not in sys.path:
+        sys.path.insert(0, path)
+
+from reporting import report  # noqa: E402
+
+from edge_str.atomic import write_atomic  # noqa: E402
+from edge_str.compare import CompareSettings, plan_base_jobs, run_study  # noqa: E402
+from edge_str.compare.report import MARKERS  # noqa: E402
+from edge_str.compare.study import dense_param_count  # noqa: E402
+from edge_str.config import TrainConfig, make_config  # noqa: E402
+from edge_str.errors import EdgeStrError  # noqa: E402
+from edge_str.scheduling import config_difference  # noqa: E402
+
+BASELINE_HIDDEN = 64  # the issue's nn.GRU(64) / nn.LSTM(64)
+BUDGET_FRACTIONS = (0.5, 0.25)  # of the dense model's parameters
+GRU_MARGIN = 1.0  # points: dense FastGRNN >= GRU(64) - 1
+STR_MARGIN = 2.0  # points: STR >= dense - 2 ...
+STR_MAX_FRACTION = 0.5  # ... at <= 1/2 of the dense parameters
+STR_AIM_FRACTION = 0.25  # (aim)
+BUDGET_TOLERANCE = 0.10  # budget runs within +-10% of their target
+METHOD_ORDER = ("gru", "lstm", "dense", "str", "budget")
+DEFAULT_WORK = ROOT / "build" / "quality"
+
+
+@dataclass(frozen=True)
+class Tree:
+    """A data tree of the benchmark: made by ``data synth`` (or an existing folder: ``path``)."""
+
+    name: str
+    task: str  # google12 | har2
+    seed: int = 0
+    size: int | None = None  # google12: --per-word; har2: --windows (None: the synth default)
+    difficulty: str = "easy"  # google12: --difficulty
+    path: str | None = None  # use this tree as it is instead of synthesising one
+
+    def synth_command(self, out: Path) -> list[str]:
+        """The ``edge-str data synth`` command that makes this tree."""
+        argv = ["data", "synth", self.task, "--out", str(out), "--seed", str(self.seed)]
+        if self.task == "google12":
+            argv += ["--difficulty", self.difficulty]
+            if self.size is not None:
+                argv += ["--per-word", str(self.size)]
+        elif self.size is not None:
+            argv += ["--windows", str(self.size)]
+        return argv
+
+    def describe(self) -> str:
+        if self.path is not None:
+            return f"{self.task} tree {self.path}"
+        if self.task == "google12":
+            return f"google12 synth, {self.difficulty}, seed {self.seed}, per word {self.size}"
+        return f"har2 synth, seed {self.seed}, windows {self.size or 'default'}"
+
+
+# Different seeds, sizes and difficulties; the hard ones have sound-alike unknown words, twice
+# the speakers and background noise at 0-15 dB (``data synth google12 --difficulty hard``).
+TREES = (
+    Tree("g12-easy-s0", "google12", seed=0, size=80, difficulty="easy"),
+    Tree("g12-easy-s1", "google12", seed=1, size=120, difficulty="easy"),
+    Tree("g12-hard-s2", "google12", seed=2, size=80, difficulty="hard"),
+    Tree("g12-hard-s3", "google12", seed=3, size=120, difficulty="hard"),
+    Tree("har2-s0", "har2", seed=0),
+)
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def make_tree(tree: Tree, work: Path) -> Path:
+    """The tree's folder, synthesised once (``data synth`` writes it atomically)."""
+    from edge_str.cli import main as edge_str
+
+    if tree.path is not None:
+        return Path(tree.path).expanduser().resolve()
+    out = (work / "data" / tree.name).resolve()
+    if not out.is_dir():
+        print(f"quality: edge-str {' '.join(tree.synth_command(out))}", flush=True)
+        code = edge_str(tree.synth_command(out))
+        if code != 0:
+            raise EdgeStrError(f"data synth for {tree.name} failed (exit code {code})")
+    return out
+
+
+# ----------------------------------------------------------------------------- runs
+
+
+def study_settings(epochs: int) -> CompareSettings:
+    """The study's grids: one STR run at the default mu and s_init, the baselines and budgets;
+    no fixed-rank or SVD runs."""
+    return CompareSettings(
+        fixed_ranks=[],
+        str_weight_decays=[TrainConfig().optim.weight_decay],
+        str_s_init=None,
+        baselines=["gru", "lstm"],
+        baseline_hidden=[BASELINE_HIDDEN],
+        budget_fractions=list(BUDGET_FRACTIONS),
+        posthoc_svd=False,
+        epochs=epochs,
+    )
+
+
+def base_config(task: str, data: Path, epochs: int | None) -> TrainConfig:
+    """The task's defaults, on ``data``; ``epochs`` replaces the default (tests only)."""
+    cfg = make_config(task, None, {"data_dir": str(data)})
+    if epochs is not None:
+        cfg.optim.epochs = epochs
+    return cfg
+
+
+def expected_config(job, base: TrainConfig) -> dict[str, Any]:
+    """What the defaults say ``job`` should train: the base plus only its method's settings."""
+    cfg = TrainConfig.from_dict({**base.to_dict(), "out": job.config["out"]})  # a copy
+    if job.method in ("gru", "lstm"):
+        cfg.model.arch, cfg.model.hidden = job.method, BASELINE_HIDDEN
+    else:
+        cfg.model.rank_mode = "dense" if job.method == "dense" else "str"
+    if job.method == "budget":
+        cfg.model.target_params = job.target_params
+    if job.method == "str":
+        # compare's STR grid trains the paper's objective: the same mu on the thresholds, not
+        # the recipe's separate threshold_decay (the budget runs keep the recipe's).
+        cfg.optim.threshold_decay = None
+    return cfg.to_dict()
+
+
+def check_defaults_only(base: TrainConfig, settings: CompareSettings, out: Path) -> int:
+    """Refuse to run when a planned run is not the defaults; returns the dense params."""
+    from edge_str.data import load_task
+
+    data = load_task(base.task, base.data_dir, base.data)
+    dense_params = dense_param_count(base, tuple(data.input_shape), len(data.class_names))
+    for job in plan_base_jobs(base, settings, out, dense_params):
+        difference = config_difference(expected_config(job, base), job.config)
+        if difference:
+            raise EdgeStrError(f"quality: run {job.name} is not the defaults: {difference}")
+    return dense_params
+
+
+def run_tree(tree: Tree, work: Path, jobs: int | None, epochs: int | None) -> dict[str, Any]:
+    """Train (or reuse) the tree's runs; its rows, targets and timing."""
+    data = make_tree(tree, work)
+    base = base_config(tree.task, data, epochs)
+    settings = study_settings(base.optim.epochs)
+    out = (work / "runs" / tree.name).resolve()
+    dense_params = check_defaults_only(base, settings, out)
+    start = time.perf_counter()
+    result = run_study(base, settings, out, jobs, progress=False)
+    print(f"quality {tree.name}: {result.summary_line()}", flush=True)
+    rows = [{"tree": tree.name, **row} for row in sorted(result.rows, key=_row_order)]
+    return {
+        "name": tree.name,
+        "task": tree.task,
+        "data": str(data),
+        "describe": tree.describe(),
+        "test_examples": result.test_examples,
+        "dense_params": dense_params,
+        "hidden": base.model.hidden,
+        "epochs": base.optim.epochs,
+        "seconds": time.perf_counter() - start,
+        "rows": rows,
+        "targets": check_targets(rows),
+    }
+
+
+# ----------------------------------------------------------------------------- targets
+
+
+def _run_name(row: dict[str, Any]) -> str:
+    return row["run"].rsplit("/", 1)[-1]
+
+
+def _order(method: str, run: str) -> tuple:
+    """Baselines, dense, STR, then the budgets from the largest."""
+    fraction = float(run.split("-", 1)[1]) if method == "budget" else 0.0
+    return (METHOD_ORDER.index(method), -fraction, run)
+
+
+def _row_order(row: dict[str, Any]) -> tuple:
+    return _order(row["method"], _run_name(row))
+
+
+def _finished(rows: Sequence[dict[str, Any]], method: str) -> list[dict[str, Any]]:
+    return [
+        r
+        for r in rows
+        if r["method"] == method and r["status"] == "ok" and r["test_accuracy"] is not None
+    ]
+
+
+def _pts(accuracy: float) -> float:
+    return 100 * accuracy
+
+
+def check_targets(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each target of the tree: name, passed, and what was measured."""
+    gru, dense, strs = (_finished(rows, m) for m in ("gru", "dense", "str"))
+    targets = []
+
+    def target(name: str, passed: bool, detail: str) -> None:
+        targets.append({"target": name, "passed": bool(passed), "detail": detail})
+
+    name = f"dense >= GRU({BASELINE_HIDDEN}) - {GRU_MARGIN:g}"
+    if dense and gru:
+        gap = _pts(dense[0]["test_accuracy"]) - _pts(gru[0]["test_accuracy"])
+        target(
+            name,
+            gap >= -GRU_MARGIN - 1e-9,
+            f"dense {_pts(dense[0]['test_accuracy']):.1f}% vs GRU "
+            f"{_pts(gru[0]['test_accuracy']):.1f}% ({gap:+.1f} points)",
+        )
+    else:
+        target(name, False, "a run did not finish")
+    name = f"STR >= dense - {STR_MARGIN:g} at <= {STR_MAX_FRACTION:g} x dense params"
+    if dense and strs:
+        d, s = dense[0], strs[0]
+        gap = _pts(s["test_accuracy"]) - _pts(d["test_accuracy"])
+        fraction = s["params"] / d["params"]
+        aim = "meets" if fraction <= STR_AIM_FRACTION else "misses"
+        target(
+            name,
+            gap >= -STR_MARGIN - 1e-9 and fraction <= STR_MAX_FRACTION,
+            f"STR {_pts(s['test_accuracy']):.1f}% ({gap:+.1f} points) at {s['params']:,} params "
+            f"= {fraction:.2f} x dense (ranks W {s['rank_w']}, U {s['rank_u']}; {aim} the "
+            f"{STR_AIM_FRACTION:g} aim)",
+        )
+    else:
+        target(name, False, "a run did not finish")
+    for row in (r for r in rows if r["method"] == "budget"):
+        goal = row["target_params"]
+        name = f"budget {_run_name(row).split('-', 1)[1]} within +-{100 * BUDGET_TOLERANCE:.0f}%"
+        if row["status"] != "ok" or row["params"] is None:
+            target(name, False, f"did not finish: {row['error'] or row['status']}")
+            continue
+        off = row["params"] / goal - 1
+        target(
+            name,
+            abs(off) <= BUDGET_TOLERANCE + 1e-9,
+            f"{row['params']:,} params for a target of {goal:,} ({100 * off:+.1f}%), "
+            f"{_pts(row['test_accuracy']):.1f}%",
+        )
+    return targets
+
+
+# ----------------------------------------------------------------------------- reports
+
+CSV_COLUMNS = (
+    "tree", "method", "setting", "run", "params", "target_params", "rank_w", "rank_u",
+    "macs_per_step", "val_accuracy", "test_accuracy", "train_seconds", "status", "error",
+)  # fmt: skip
+
+
+def _cell(row: dict[str, Any]) -> str:
+    if row["status"] != "ok" or row["test_accuracy"] is None:
+        return row["status"]
+    ranks = f", W{row['rank_w']} U{row['rank_u']}" if row.get("rank_w") is not None else ""
+    return f"{_pts(row['test_accuracy']):.1f}% @ {row['params']:,}{ranks}"
+
+
+def columns(trees: Sequence[dict[str, Any]]) -> list[tuple[str, str]]:
+    """(method, run folder name) of the results table's columns, in order."""
+    seen: list[tuple[str, str]] = []
+    for tree in trees:
+        for row in tree["rows"]:
+            key = (row["method"], _run_name(row))
+            if key not in seen:
+                seen.append(key)
+    return sorted(seen, key=lambda k: _order(*k))
+
+
+COLUMN_TITLES = {
+    "gru": f"nn.GRU({BASELINE_HIDDEN})",
+    "lstm": f"nn.LSTM({BASELINE_HIDDEN})",
+    "dense": "FastGRNN dense",
+    "str": "FastGRNN STR",
+}
+
+
+def _title(method: str, run: str) -> str:
+    if method == "budget":
+        return f"STR budget {run.split('-', 1)[1]} x dense"
+    return COLUMN_TITLES[method]
+
+
+def noise_note(trees: Sequence[dict[str, Any]]) -> str:
+    """How large a difference the test splits can resolve (binomial standard error)."""
+    sizes = sorted(t["test_examples"] for t in trees if t["test_examples"])
+    if not sizes:
+        return ""
+    low, high = sizes[0], sizes[-1]
+    band = [2 * 100 * math.sqrt(0.9 * 0.1 / n) for n in (high, low)]
+    return (
+        f"Noise: the test splits hold {low:,}-{high:,} examples (one example = "
+        f"{100 / high:.2f}-{100 / low:.2f} points); two binomial standard errors at 90% accuracy "
+        f"are {band[0]:.1f}-{band[1]:.1f} points, so a single tree's 1- or 2-point margin is "
+        "within noise; each run has one seed."
+    )
+
+
+def markdown(results: dict[str, Any]) -> str:
+    trees = results["trees"]
+    cols = columns(trees)
+    lines = [
+        "# Quality of the defaults (issue 12)",
+        "",
+        f"`{results['command']}` at commit {results['commit']}, {results['when']}; "
+        f"{results['minutes']:.1f} minutes, {results['jobs']} training process(es). Every run "
+        "trains with the package's defaults (nothing tuned per tree); each cell is test accuracy @ "
+        "parameters after compaction (float32), with the learned ranks of W and U.",
+        "",
+        "| tree | data | test ex. | epochs | " + " | ".join(_title(*c) for c in cols) + " |",
+        "|---" * (4 + len(cols)) + "|",
+    ]
+    for tree in trees:
+        by_run = {_run_name(r): r for r in tree["rows"]}
+        cells = [_cell(by_run[run]) if run in by_run else "" for _, run in cols]
+        lines.append(
+            f"| {tree['name']} | {tree['describe']} | {tree['test_examples']:,} | "
+            f"{tree['epochs']} | " + " | ".join(cells) + " |"
+        )
+    lines += ["", noise_note(trees)]
+    lines += ["", "## Targets", "", "| tree | target | result | measured |", "|---|---|---|---|"]
+    for tree in trees:
+        for t in tree["targets"]:
+            verdict = "PASS" if t["passed"] else "FAIL"
+            lines.append(f"| {tree['name']} | {t['target']} | {verdict} | {t['detail']} |")
+    met, total = results["targets_met"], results["targets_total"]
+    lines += ["", f"{met} of {total} targets met.", ""]
+    return "\n".join(lines)
+
+
+def write_csv(trees: Sequence[dict[str, Any]], path: Path) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for tree in trees:
+        writer.writerows(tree["rows"])
+    write_atomic(path, lambda tmp: tmp.write_text(buffer.getvalue()))
+
+
+def plot(trees: Sequence[dict[str, Any]], path: Path) -> None:
+    """Test accuracy against parameters, one panel per tree; dotted lines: budget targets."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(3.6 * max(len(trees), 1), 3.8))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, max(len(trees), 1), squeeze=False)[0]
+    for ax, tree in zip(axes, trees, strict=False):
+        for row in tree["rows"]:
+            if row["method"] == "budget" and row["target_params"]:
+                ax.axvline(row["target_params"], color=MARKERS["budget"][1], ls=":", lw=1)
+        for method in METHOD_ORDER:
+            points = _finished(tree["rows"], method)
+            if not points:
+                continue
+            marker, colour = MARKERS[method]
+            ax.scatter(
+                [r["params"] for r in points],
+                [_pts(r["test_accuracy"]) for r in points],
+                marker=marker,
+                color=colour,
+                s=90 if marker == "*" else 45,
+                label=COLUMN_TITLES.get(method, "STR budget"),
+                zorder=3,
+            )
+        ax.set_xscale("log")
+        ax.set_title(tree["name"], fontsize=10)
+        ax.set_xlabel("parameters")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].set_ylabel("test accuracy (%)")
+    axes[0].legend(fontsize=7, loc="lower right")
+    fig.suptitle("Defaults only: FastGRNN (dense, STR, STR budgets) against nn.GRU / nn.LSTM")
+    fig.tight_layout()
+    write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+
+
+def summary_text(results: dict[str, Any]) -> str:
+    lines = [markdown(results)]
+    for tree in results["trees"]:
+        for t in tree["targets"]:
+            verdict = "PASS" if t["passed"] else "FAIL"
+            lines.append(f"{verdict} {tree['name']}: {t['target']}: {t['detail']}")
+    lines.append(f"quality: {results['targets_met']} of {results['targets_total']} targets met")
+    return "\n".join(lines)
+
+
+def _commit() -> str:
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(ROOT), "describe", "--always", "--dirty"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return done.stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def main(
+    out_dir: Path = HERE,
+    work: Path = DEFAULT_WORK,
+    trees: Sequence[Tree] = TREES,
+    jobs: int | None = None,
+    epochs: int | None = None,
+    command: str = "python benchmarks/quality.py",
+) -> dict[str, Any]:
+    """Run every tree (reusing finished runs) and write quality.{md,json,csv,png}."""
+    from edge_str.scheduling import default_jobs
+
+    start = time.perf_counter()
+    jobs = default_jobs() if jobs is None else jobs
+    done = [run_tree(tree, Path(work), jobs, epochs) for tree in trees]
+    targets = [t for tree in done for t in tree["targets"]]
+    results = {
+        "command": command,
+        "commit": _commit(),
+        "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "jobs": jobs,
+        "minutes": (time.perf_counter() - start) / 60,
+        "defaults": {task: make_config(task).to_dict() for task in sorted({t.task for t in trees})},
+        "trees": done,
+        "targets_met": sum(t["passed"] for t in targets),
+        "targets_total": len(targets),
+    }
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    text = markdown(results)
+    write_atomic(out_dir / "quality.md", lambda tmp: tmp.write_text(text))
+    write_csv(done, out_dir / "quality.csv")
+    plot(done, out_dir / "quality.png")
+    return report(results, summary_text(results), out_dir / "quality.json")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out-dir", type=Path, default=HERE, help="where quality.* go")
+    parser.add_argument("--work", type=Path, default=DEFAULT_WORK, help="trees and runs")
+    parser.add_argument("--jobs", type=int, help="parallel training processes (default: cores)")
+    parser.add_argument("--trees", nargs="+", choices=[t.name for t in TREES], metavar="NAME")
+    parser.add_argument("--epochs", type=int, help="replace the default epochs (smoke runs only)")
+    args = parser.parse_args()
+    chosen = [t for t in TREES if args.trees is None or t.name in args.trees]
+    try:
+        command = " ".join(["python", *sys.argv])
+        main(args.out_dir, args.work, chosen, args.jobs, args.epochs, command)
+    except EdgeStrError as error:
+        print(f"quality: error: {error}", file=sys.stderr)
+        sys.exit(2)
