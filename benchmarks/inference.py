@@ -54,14 +54,10 @@ for _path in (str(ROOT), str(HERE)):
 
 from reporting import report  # noqa: E402
 
-from edge_str.export import (  # noqa: E402
-    PARITY_TOLERANCE,
-    compact_fastgrnn,
-    export_model,
-    graph_nodes_per_step,
-    random_heldout,
-    run_onnx,
-)
+from edge_str.export import export_model, run_onnx  # noqa: E402
+from edge_str.export.compact_model import compact_fastgrnn  # noqa: E402
+from edge_str.export.fastgrnn_adapter import graph_nodes_per_step, random_heldout  # noqa: E402
+from edge_str.export.pipeline import PARITY_TOLERANCE  # noqa: E402
 from edge_str.fastgrnn import FastGRNNClassifier  # noqa: E402
 from edge_str.lowrank import LowRankMatrix  # noqa: E402
 

@@ -18,7 +18,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from edge_str.fused import BACKENDS, fastgrnn_sequence
-from edge_str.lowrank import CompactMatrix, LowRankMatrix
+from edge_str.lowrank import LowRankMatrix
 from edge_str.normalize import FeatureNormalizer
 
 # Elementwise multiplies per hidden unit per step in the h_t update: z⊙h, sigmoid(zeta)·(1-z),
@@ -171,23 +171,35 @@ class FastGRNNClassifier(nn.Module):
         """Parameters and MACs per step, as trained and after compaction."""
         cell = self.rnn.cell
         compact_w, compact_u = cell.W.compact(), cell.U.compact()
+        dense_w = cell.W.out_features * cell.W.in_features
+        dense_u = cell.U.out_features * cell.U.in_features
         return ModelCost(
             params_trained=sum(p.numel() for p in self.parameters()),
-            params_compact=_params_compact(self, compact_w, compact_u),
+            params_compact=_params(self, compact_w.params(), compact_u.params()),
+            params_dense=_params(self, dense_w, dense_u),
             macs_per_step_trained=_macs_per_step(cell.W.macs(), cell.U.macs(), cell.hidden_size),
             macs_per_step_compact=_macs_per_step(
                 compact_w.macs(), compact_u.macs(), cell.hidden_size
             ),
+            macs_per_step_dense=_macs_per_step(dense_w, dense_u, cell.hidden_size),
             head_macs=self.head.in_features * self.head.out_features,
         )
 
 
 @dataclass
 class ModelCost:
+    """The one cost model of a FastGRNN classifier: training summary, export report and study.
+
+    ``compact``: after bake + compaction (what a device stores and runs); ``dense``: the same
+    model with W and U dense; ``trained``: as the parameters are held during training.
+    """
+
     params_trained: int
     params_compact: int
+    params_dense: int
     macs_per_step_trained: int
     macs_per_step_compact: int
+    macs_per_step_dense: int
     head_macs: int  # once per sequence, on the last state
 
 
@@ -195,8 +207,8 @@ def _macs_per_step(w_macs: int, u_macs: int, hidden: int) -> int:
     return w_macs + u_macs + _ELEMENTWISE_MACS_PER_UNIT * hidden
 
 
-def _params_compact(model: FastGRNNClassifier, w: CompactMatrix, u: CompactMatrix) -> int:
+def _params(model: FastGRNNClassifier, w_params: int, u_params: int) -> int:
     cell = model.rnn.cell
     scalars = sum(p.numel() for p in (cell.bias_gate, cell.bias_update, cell.zeta, cell.nu))
     head = sum(p.numel() for p in model.head.parameters())
-    return w.params() + u.params() + scalars + head
+    return w_params + u_params + scalars + head

@@ -21,19 +21,11 @@ from torch.nn.utils import parametrize
 import edge_str.data
 from edge_str.cli import main
 from edge_str.config import make_config
-from edge_str.export import (
-    FLOAT_OPS,
-    INT8_OPS,
-    PARITY_TOLERANCE,
-    SCAN_OPS,
-    export_model,
-    export_run,
-    graph_nodes_per_step,
-    onnx_export,
-    run_onnx,
-    run_onnx_streaming,
-)
-from edge_str.export.onnx_export import int8_weight_bytes_estimate, weight_bytes
+from edge_str.export import export_model, export_run, pipeline, run_onnx, run_onnx_streaming
+from edge_str.export.checks import check_graph, weight_bytes
+from edge_str.export.fastgrnn_adapter import FLOAT_OPS, INT8_OPS, SCAN_OPS, graph_nodes_per_step
+from edge_str.export.pipeline import PARITY_TOLERANCE
+from edge_str.export.quantize import int8_weight_bytes_estimate
 from edge_str.models import build_model
 from edge_str.run import BEST_CHECKPOINT, RunInfo, save_checkpoint, save_run_info
 from tests._cli import refused
@@ -522,9 +514,9 @@ def test_the_op_check_refuses_nonstandard_ops():
             graph, opset_imports=[onnx.helper.make_opsetid(d, v) for d, v in opsets]
         )
         with pytest.raises(edge_str.EdgeStrError, match="outside the standard set"):
-            onnx_export.check_graph(model, FLOAT_OPS, "g.onnx")
+            check_graph(model, FLOAT_OPS, "g.onnx")
     tanh = onnx.helper.make_graph([onnx.helper.make_node("Tanh", ["x"], ["y"])], "g", [x], [y])
-    onnx_export.check_graph(
+    check_graph(
         onnx.helper.make_model(tanh, opset_imports=[onnx.helper.make_opsetid("", 13)]),
         FLOAT_OPS,
         "g.onnx",
@@ -555,7 +547,7 @@ def test_normalisation_is_inside_the_graph(trained_state, stats, heldout, tmp_pa
 def test_failed_check_writes_nothing(trained_state, heldout, tmp_path, monkeypatch):
     model = _model(trained_state, w=3, u=5)
     out = tmp_path / "out"
-    monkeypatch.setattr(onnx_export, "PARITY_TOLERANCE", -1.0)  # no diff can pass
+    monkeypatch.setattr(pipeline, "PARITY_TOLERANCE", -1.0)  # no diff can pass
     with pytest.raises(edge_str.EdgeStrError, match="disagrees with torch"):
         export_model(model, out / "m.onnx", heldout[0][:8], int8=True, streaming=True)
     assert list(out.iterdir()) == []  # no files, no temporary folders left behind

@@ -1,8 +1,9 @@
 """``edge-str export RUN --out FILE.onnx``: bake STR in, write standard ONNX, check and report.
 
-FastGRNN runs: pruned ranks dropped (``export.onnx_export``). CNN runs (DS-CNN, ResNet,
-MobileNetV1): sparse weights baked in, BatchNorm folded, storage and budget figures in FILE.json
-(``export.cnn_export``); ``--streaming`` and ``--loop scan`` are refused for them.
+One pipeline (``export.pipeline``) for both families. FastGRNN runs: pruned ranks dropped
+(``export.fastgrnn_adapter``). CNN runs (DS-CNN, ResNet, MobileNetV1): sparse weights baked in,
+BatchNorm folded, storage and budget figures in FILE.json (``export.cnn_adapter``);
+``--streaming`` and ``--loop scan`` are refused for them.
 
 Held-out inputs for the parity checks and the accuracies come from the test split through the
 data-loader contract:
@@ -22,7 +23,8 @@ from pathlib import Path
 import torch
 
 from edge_str.errors import EdgeStrError
-from edge_str.export.onnx_export import DEFAULT_OPSET, LOOP_FORMS, MAX_OPSET, MIN_OPSET
+from edge_str.export.fastgrnn_adapter import LOOP_FORMS
+from edge_str.export.pipeline import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
 from edge_str.run import RunInfo
 
 BUNDLED_TASKS = ("digits",)  # data shipped with a dependency: no --data folder needed

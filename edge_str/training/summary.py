@@ -7,6 +7,7 @@ from typing import Any
 from torch import nn
 
 from edge_str.cnn import budget_report, weight_storage
+from edge_str.cnn.cost import cnn_cost
 from edge_str.fastgrnn import FastGRNNClassifier
 
 FLOAT32_BYTES = 4
@@ -28,17 +29,7 @@ def model_summary(model: nn.Module) -> dict[str, Any]:
             "head_macs": cost.head_macs,
         }
     # CNNs: the learned (or scheduled) sparsity budget decides size and MACs.
-    budget = budget_report(model)
-    storage = weight_storage(model)
-    return {
-        "sparsity": budget["sparsity"],
-        "params": budget["nonzero"] + budget["other_params"],
-        "params_dense": budget["params"] + budget["other_params"],
-        "bytes": storage["total_best_bytes"],
-        "bytes_dense": storage["total_dense_bytes"],
-        "macs": budget["sparse_macs"],
-        "macs_dense": budget["dense_macs"],
-    }
+    return cnn_cost(budget_report(model), weight_storage(model))
 
 
 def format_summary(summary: dict[str, Any]) -> str:

@@ -1,0 +1,659 @@
+"""One export pipeline for every model family: stage, check, parity, quantise, move, report.
+
+    from edge_str.export.pipeline import export_run
+    report = export_run("runs/kws", "kws.onnx", heldout=loader, int8=True)
+
+``export_run`` (a run directory) and ``export`` (a model in memory) run these stages in order;
+a refusal or a failed check at any stage raises ``EdgeStrError`` and nothing is written:
+
+  1. options   ``ExportOptions.validate`` once -> ``ExportPaths`` (every file ``--out`` names);
+               ``adapter.check_options`` refuses what does not apply to the family
+  2. model     ``adapter.check_model`` (not exportable), ``adapter.check_inputs`` (held-out
+               shape); a run's held-out data is loaded only after both passed
+  3. prepare   ``adapter.prepare(model, x)``: the reference logits of the trained (still
+               parametrized) model and what the graphs are made from (a compacted or baked copy;
+               the model itself is left unchanged)
+  4. graphs    in a ``Staging`` folder beside ``--out``: ``adapter.graphs(...)`` -> [GraphSpec],
+               the main graph (role "") first. Each is checked (ONNX checker, op allow list),
+               saved, run in onnxruntime and held to its reference (``PARITY_TOLERANCE``);
+               with ``int8`` it is quantised (``quantize.quantize_weights``), checked, run and
+               compared with its float file; the main graph's int8 file also with the plain
+               dequantized arithmetic and with onnxruntime's default session
+  5. report    ``adapter.report_fields(...)``: the family's FILE.json fields (it may still
+               refuse, e.g. a weight that is 0 in torch but not in the file)
+  6. outputs   each of ``extensions`` (an output besides ONNX, e.g. C source) stages its files
+               in the same ``Staging`` and returns fields for the report
+  7. move      every staged file renamed into place (``os.replace``, one folder), then
+               FILE.json written (temp file then rename)
+
+A model family's exporter is an ``ExportAdapter`` subclass (FastGRNN: ``fastgrnn_adapter``,
+CNNs: ``cnn_adapter``) that supplies only its graph(s) and its report fields: ``family``, the
+extra graph roles it may write (``extra_roles``: "step" -> FILE.step.onnx), ``check_options``,
+``check_model``, ``check_inputs``, ``random_inputs``, ``prepare``, ``graphs``,
+``report_fields`` and ``summary_parts``. ``adapter_for_arch`` maps a run's ``model.arch`` to it.
+
+An extension is a callable ``extension(context: ExportContext) -> dict``: it reads the checked
+model (``context.prepared``, ``context.checked``, the held-out ``context.x``/``context.y``,
+``context.options``), writes its files through ``context.stage.file(target)`` (renamed into
+place with the ONNX files, or not at all) and returns its FILE.json fields (e.g. {"c": {...}}).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import onnx
+import torch
+
+from edge_str.atomic import write_json
+from edge_str.errors import EdgeStrError
+from edge_str.export.checks import (
+    accuracy_of,
+    agreement,
+    check_graph,
+    check_parity,
+    max_abs_diff,
+    op_count,
+    op_types,
+    weight_bytes,
+)
+from edge_str.export.heldout import (
+    DEFAULT_RANDOM_EXAMPLES,
+    Heldout,
+    HeldoutLoader,
+    resolve_heldout,
+)
+from edge_str.export.quantize import dequantized_model, int8_weight_bytes_estimate, quantize_weights
+from edge_str.export.runtime import default_session, onnx_session, run_onnx
+from edge_str.export.torch_onnx import save_model
+
+if TYPE_CHECKING:
+    from edge_str.run import RunInfo
+
+DEFAULT_OPSET = 13  # opset-13 Split (FastGRNN), Conv/Gemm (CNNs); MCU tools know 13
+MIN_OPSET, MAX_OPSET = 13, 20  # 20: the newest opset the TorchScript exporter writes
+PARITY_TOLERANCE = 1e-4  # max |onnxruntime - torch| on logits, float32 (read at call time)
+MAIN = ""  # the role of the main graph: FILE.onnx
+
+
+# ----------------------------------------------------------------------------- options, files
+
+
+@dataclass(frozen=True)
+class ExportPaths:
+    """The files one export writes, all derived from ``--out FILE.onnx``."""
+
+    onnx: Path
+    report: Path
+
+    @classmethod
+    def for_output(cls, out: str | os.PathLike) -> ExportPaths:
+        out = Path(out)
+        if out.suffix != ".onnx":
+            raise EdgeStrError(f"--out {out}: the file name must end in .onnx")
+        if out.is_dir():
+            raise EdgeStrError(f"--out {out}: is a directory")
+        return cls(onnx=out, report=out.with_suffix(".json"))
+
+    def graph(self, role: str = MAIN, int8: bool = False) -> Path:
+        """FILE.onnx, FILE.int8.onnx, FILE.<role>.onnx, FILE.<role>.int8.onnx."""
+        name = self.onnx.with_suffix("").name
+        return self.onnx.with_name(
+            f"{name}{f'.{role}' if role else ''}{'.int8' if int8 else ''}.onnx"
+        )
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """What ``edge-str export`` asks for; a family refuses the ones that do not apply to it."""
+
+    int8: bool = False  # also FILE.int8.onnx: weight-only 8-bit
+    opset: int = DEFAULT_OPSET
+    fixed_batch: int | None = None  # None: dynamic batch dimension
+    streaming: bool = False  # FastGRNN: also the single-step graph
+    loop: str = "unrolled"  # FastGRNN: "unrolled" or "scan"
+
+    @property
+    def batch(self) -> int:
+        """The batch size of the example inputs traced (1 for a dynamic batch)."""
+        return self.fixed_batch or 1
+
+    def validate(self, out: str | os.PathLike) -> ExportPaths:
+        """Refuse a bad --out, --opset or --fixed-batch; returns the files to be written."""
+        paths = ExportPaths.for_output(out)
+        if not MIN_OPSET <= self.opset <= MAX_OPSET:
+            raise EdgeStrError(
+                f"--opset {self.opset}: supported opsets are {MIN_OPSET}..{MAX_OPSET}"
+            )
+        if self.fixed_batch is not None and self.fixed_batch < 1:
+            raise EdgeStrError(f"--fixed-batch {self.fixed_batch}: must be at least 1")
+        return paths
+
+
+class Staging:
+    """Files written under temporary names in a hidden folder beside their targets.
+
+    ``file(target)`` hands out the temporary path and remembers the move; ``commit`` renames
+    every file into place (``os.replace`` within one folder: atomic per file). Leaving the
+    ``with`` block removes the temporary folders, so a failed export leaves nothing behind.
+    """
+
+    def __init__(self) -> None:
+        self._dirs: dict[Path, Path] = {}
+        self._moves: list[tuple[Path, Path]] = []
+
+    def __enter__(self) -> Staging:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for folder in self._dirs.values():
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def _folder(self, parent: Path) -> Path:
+        if parent not in self._dirs:
+            parent.mkdir(parents=True, exist_ok=True)
+            self._dirs[parent] = Path(tempfile.mkdtemp(prefix=".edge_str-export-", dir=parent))
+        return self._dirs[parent]
+
+    def file(self, target: str | os.PathLike) -> Path:
+        """Where to write ``target`` now; ``commit`` moves it there."""
+        target = Path(target)
+        tmp = self._folder(target.parent) / target.name
+        self._moves.append((tmp, target))
+        return tmp
+
+    def scratch(self, name: str, near: str | os.PathLike) -> Path:
+        """A temporary file beside ``near`` that is never moved (removed with the folder)."""
+        return self._folder(Path(near).parent) / f"~{name}"
+
+    def commit(self) -> None:
+        for tmp, target in self._moves:
+            os.replace(tmp, target)
+
+
+# ----------------------------------------------------------------------------- adapters
+
+
+@dataclass
+class Prepared:
+    """What ``adapter.prepare`` returns: at least the reference logits; families add fields."""
+
+    reference: np.ndarray  # (N, C): the trained, still parametrized model on the held-out x
+
+
+@dataclass
+class GraphSpec:
+    """One graph an adapter supplies, with what it is checked against."""
+
+    role: str  # MAIN ("", FILE.onnx) or an entry of the adapter's extra_roles
+    model: onnx.ModelProto
+    float_ops: frozenset[str]  # the standard ops the float graph may use
+    int8_ops: frozenset[str]  # ... and its int8 version
+    weight_ops: frozenset[str]  # ops whose weight (input 1) --int8 stores as int8
+    inputs: torch.Tensor  # held-out inputs to run it on (raw, as a device gets them)
+    reference: np.ndarray  # the logits it must reproduce
+
+
+@dataclass
+class CheckedInt8:
+    model: onnx.ModelProto
+    logits: np.ndarray  # as ``run_onnx`` runs the file (weights dequantized once, float math)
+    file_bytes: int
+    figures: dict[str, Any]  # FILE.json's "int8" for this graph
+
+
+@dataclass
+class CheckedGraph:
+    """A graph that passed its checks, staged, with what onnxruntime gave on its inputs."""
+
+    spec: GraphSpec
+    name: str  # the file's name, for messages
+    logits: np.ndarray
+    parity: dict[str, float]  # max_abs_diff, top1_agreement against spec.reference
+    file_bytes: int
+    int8: CheckedInt8 | None = None
+
+    @property
+    def model(self) -> onnx.ModelProto:
+        return self.spec.model
+
+
+class ExportAdapter(ABC):
+    """One model family's part of an export: its graphs and its report fields (see the top)."""
+
+    family: str  # FILE.json's "family"
+    extra_roles: tuple[str, ...] = ()  # graphs besides FILE.onnx it may write, e.g. ("step",)
+
+    def check_options(self, options: ExportOptions, what: str) -> None:
+        """Refuse options that do not apply to the family; ``what`` names the run or model."""
+        return None
+
+    @abstractmethod
+    def check_model(self, model: torch.nn.Module, options: ExportOptions, what: str) -> None:
+        """Raise ``EdgeStrError`` when ``model`` cannot be exported with ``options``."""
+
+    def check_run(self, info: RunInfo, run_dir: str | os.PathLike) -> None:
+        """Refuse a run whose recorded input shape the family cannot take."""
+        return None
+
+    @abstractmethod
+    def check_inputs(self, model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """Held-out raw inputs as float32, or ``EdgeStrError`` for a shape the model refuses."""
+
+    @abstractmethod
+    def random_inputs(self, model: torch.nn.Module, info: RunInfo, n: int, seed: int):
+        """``n`` random raw inputs for a run without readable held-out data."""
+
+    @abstractmethod
+    def prepare(self, model: torch.nn.Module, x: torch.Tensor) -> Prepared: ...
+
+    @abstractmethod
+    def graphs(
+        self,
+        prepared: Prepared,
+        options: ExportOptions,
+        class_names: Sequence[str] | None,
+        scratch: Path,
+    ) -> list[GraphSpec]:
+        """The graphs to write, main first (``scratch``: a file the exporter may overwrite)."""
+
+    @abstractmethod
+    def report_fields(
+        self, prepared: Prepared, checked: dict[str, CheckedGraph], options: ExportOptions
+    ) -> dict[str, Any]:
+        """The family's FILE.json fields; a "warnings" list joins the report's warnings."""
+
+    def run_fields(self, info: RunInfo, run_dir: str | os.PathLike) -> dict[str, Any]:
+        """FILE.json fields that name the run exported."""
+        return {"run": str(run_dir), "task": info.config.task}
+
+    @abstractmethod
+    def summary_parts(self, report: dict[str, Any]) -> tuple[list[str], list[str]]:
+        """(head, tail) of the summary line: figures before the common parity/accuracy part
+        (after "exported FILE: ") and after it."""
+
+
+def adapter_for_arch(arch: str) -> ExportAdapter:
+    """The exporter of a run's ``model.arch``."""
+    from edge_str.cnn.build import CNN_ARCHS
+
+    return _adapters()["cnn" if arch in CNN_ARCHS else "fastgrnn"]
+
+
+def _adapters() -> dict[str, ExportAdapter]:
+    from edge_str.export.cnn_adapter import CNN_ADAPTER
+    from edge_str.export.fastgrnn_adapter import FASTGRNN_ADAPTER
+
+    return {a.family: a for a in (FASTGRNN_ADAPTER, CNN_ADAPTER)}
+
+
+# ----------------------------------------------------------------------------- the report
+
+
+@dataclass
+class Accuracy:
+    """Top-1 accuracy on the held-out labels (None without labels)."""
+
+    torch: float | None
+    onnx: float | None
+    int8: float | None = None
+    int8_change: float | None = None  # int8 - onnx
+
+
+@dataclass
+class ExportReport:
+    """FILE.json: what every export reports; ``fields`` are the family's, ``files`` the paths of
+    its extra graphs, ``extra`` the caller's (the run); all three are flattened into the JSON."""
+
+    family: str
+    onnx: str
+    int8_onnx: str | None
+    opset: int
+    batch: int | str
+    class_names: list[str] | None
+    weight_bytes: dict[str, int]  # int8: estimated, or measured on the file when one is written
+    weight_bytes_int8_measured: bool
+    file_bytes: dict[str, int]
+    graph_nodes: int
+    op_types: list[str]
+    heldout: Heldout
+    max_abs_diff: float
+    top1_agreement: float
+    tolerance: float
+    accuracy: Accuracy
+    int8: dict[str, Any] | None
+    warnings: list[str]
+    files: dict[str, str | None] = field(default_factory=dict)
+    fields: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        own = {
+            name: value
+            for name, value in vars(self).items()
+            if name not in ("files", "fields", "extra", "heldout", "accuracy")
+        }
+        own["heldout"] = asdict(self.heldout)
+        own["accuracy"] = asdict(self.accuracy)
+        return {**own, **self.files, **self.fields, **self.extra}
+
+
+@dataclass
+class ExportContext:
+    """What an extension sees: the checked export, before anything is moved into place."""
+
+    adapter: ExportAdapter
+    model: torch.nn.Module
+    prepared: Prepared
+    x: torch.Tensor
+    y: np.ndarray | None
+    options: ExportOptions
+    paths: ExportPaths
+    stage: Staging
+    checked: dict[str, CheckedGraph]
+    report: dict[str, Any]
+
+
+Extension = Callable[[ExportContext], dict[str, Any]]
+
+
+# ----------------------------------------------------------------------------- exporting
+
+
+def export(
+    adapter: ExportAdapter,
+    model: torch.nn.Module,
+    out: str | os.PathLike,
+    x: torch.Tensor,
+    y: torch.Tensor | None = None,
+    options: ExportOptions = ExportOptions(),  # noqa: B008  (frozen: safe as a default)
+    *,
+    class_names: Sequence[str] | None = None,
+    heldout_source: str = "given",
+    heldout_note: str | None = None,
+    extra: dict[str, Any] | None = None,
+    extensions: Sequence[Extension] = (),
+) -> dict[str, Any]:
+    """Export ``model`` with ``adapter`` (stages 1-7 above); returns the report (FILE.json).
+
+    ``x`` are raw held-out inputs and ``y`` their labels, if known (then accuracies are
+    reported).
+    """
+    paths = options.validate(out)
+    adapter.check_options(options, "the model")
+    adapter.check_model(model, options, "model")
+    return _export(
+        adapter,
+        model,
+        paths,
+        x,
+        y,
+        options,
+        class_names,
+        Heldout(heldout_source, 0, heldout_note),
+        extra or {},
+        extensions,
+    )
+
+
+def export_run(
+    run_dir: str | os.PathLike,
+    out: str | os.PathLike,
+    x: torch.Tensor | None = None,
+    y: torch.Tensor | None = None,
+    *,
+    heldout: HeldoutLoader | None = None,
+    checkpoint: str | None = None,
+    streaming: bool = False,
+    int8: bool = False,
+    opset: int = DEFAULT_OPSET,
+    fixed_batch: int | None = None,
+    loop: str = "unrolled",
+    heldout_source: str = "given",
+    random_examples: int = DEFAULT_RANDOM_EXAMPLES,
+    seed: int = 0,
+    extensions: Sequence[Extension] = (),
+) -> dict[str, Any]:
+    """Export the kept (best-validation) model of a training run, FastGRNN or CNN.
+
+    ``x``/``y``: held-out raw inputs and labels, e.g. the test split. Or
+    ``heldout(run_info) -> (x, y, source)``, called only once the options are valid and the
+    run's model loaded and found exportable (so a refusal never waits for data); it may return
+    (None, None, reason). Without held-out inputs, ``random_examples`` random inputs of the
+    run's input shape (no labels, so no accuracy) are used for the parity checks and the
+    report's ``heldout`` says why. ``streaming``, ``int8``, ``opset``, ``fixed_batch``, ``loop``:
+    see ``ExportOptions``; a CNN run refuses ``streaming`` and ``loop="scan"``.
+    """
+    from edge_str.run import BEST_CHECKPOINT, load_run_info, load_trained_model
+
+    options = ExportOptions(int8, opset, fixed_batch, streaming, loop)
+    paths = options.validate(out)
+    info = load_run_info(run_dir)
+    adapter = adapter_for_arch(info.config.model.arch)
+    adapter.check_options(options, f"{run_dir} is a {info.config.model.arch} run")
+    adapter.check_run(info, run_dir)
+    info, model = load_trained_model(run_dir, checkpoint or BEST_CHECKPOINT, info)
+    adapter.check_model(model, options, str(run_dir))
+    x, y, heldout_source, reason = resolve_heldout(
+        run_dir,
+        info,
+        x,
+        y,
+        heldout,
+        heldout_source,
+        lambda: adapter.random_inputs(model, info, random_examples, seed),
+    )
+    return _export(
+        adapter,
+        model,
+        paths,
+        x,
+        y,
+        options,
+        info.class_names,
+        Heldout(heldout_source, 0, reason),
+        adapter.run_fields(info, run_dir),
+        extensions,
+    )
+
+
+def _export(
+    adapter: ExportAdapter,
+    model: torch.nn.Module,
+    paths: ExportPaths,
+    x: torch.Tensor,
+    y: torch.Tensor | None,
+    options: ExportOptions,
+    class_names: Sequence[str] | None,
+    heldout: Heldout,
+    extra: dict[str, Any],
+    extensions: Sequence[Extension],
+) -> dict[str, Any]:
+    x = adapter.check_inputs(model, x)
+    y_np = None if y is None else torch.as_tensor(y).long().cpu().numpy()
+    if y_np is not None and y_np.shape != (x.shape[0],):
+        raise EdgeStrError(f"{len(y_np)} labels for {x.shape[0]} held-out examples")
+    heldout.examples = int(x.shape[0])
+    prepared = adapter.prepare(model, x)
+    tolerance = PARITY_TOLERANCE
+    with Staging() as stage:
+        specs = adapter.graphs(
+            prepared, options, class_names, stage.scratch("raw.onnx", paths.onnx)
+        )
+        checked = {
+            spec.role: _check(spec, paths, stage, options.int8, tolerance, y_np) for spec in specs
+        }
+        main = checked[MAIN]
+        fields = adapter.report_fields(prepared, checked, options)
+        warnings = fields.pop("warnings", [])
+        accuracy = Accuracy(
+            torch=accuracy_of(prepared.reference, y_np), onnx=accuracy_of(main.logits, y_np)
+        )
+        file_bytes = {"onnx": main.file_bytes}
+        files: dict[str, str | None] = {}
+        for role in adapter.extra_roles:
+            files[f"{role}_onnx"] = None
+            files[f"{role}_int8_onnx"] = None
+        for role, graph in checked.items():
+            if role == MAIN:
+                continue
+            files[f"{role}_onnx"] = str(paths.graph(role))
+            file_bytes[role] = graph.file_bytes
+        weights = {
+            "float32": weight_bytes(main.model),
+            "int8": int8_weight_bytes_estimate(main.model, main.spec.weight_ops),
+        }
+        if main.int8 is not None:
+            accuracy.int8 = accuracy_of(main.int8.logits, y_np)
+            if accuracy.int8 is not None:
+                accuracy.int8_change = accuracy.int8 - accuracy.onnx
+            weights["int8"] = weight_bytes(main.int8.model)
+            file_bytes["int8"] = main.int8.file_bytes
+            for role, graph in checked.items():
+                if role != MAIN and graph.int8 is not None:
+                    files[f"{role}_int8_onnx"] = str(paths.graph(role, int8=True))
+                    file_bytes[f"{role}_int8"] = graph.int8.file_bytes
+        report = ExportReport(
+            family=adapter.family,
+            onnx=str(paths.onnx),
+            int8_onnx=None if main.int8 is None else str(paths.graph(int8=True)),
+            opset=options.opset,
+            batch=options.fixed_batch if options.fixed_batch else "dynamic",
+            class_names=list(class_names) if class_names is not None else None,
+            weight_bytes=weights,
+            weight_bytes_int8_measured=main.int8 is not None,
+            file_bytes=file_bytes,
+            graph_nodes=len(main.model.graph.node),
+            op_types=sorted(op_types(main.model)),
+            heldout=heldout,
+            max_abs_diff=main.parity["max_abs_diff"],
+            top1_agreement=main.parity["top1_agreement"],
+            tolerance=tolerance,
+            accuracy=accuracy,
+            int8=None if main.int8 is None else main.int8.figures,
+            warnings=warnings,
+            files=files,
+            fields=fields,
+            extra=extra,
+        ).to_dict()
+        for extension in extensions:
+            context = ExportContext(
+                adapter, model, prepared, x, y_np, options, paths, stage, checked, report
+            )
+            report.update(extension(context))
+        stage.commit()
+    write_json(paths.report, report)
+    return report
+
+
+def _check(
+    spec: GraphSpec,
+    paths: ExportPaths,
+    stage: Staging,
+    int8: bool,
+    tolerance: float,
+    y: np.ndarray | None,
+) -> CheckedGraph:
+    """Check, stage and run one graph (and its int8 file); hold it to its reference."""
+    target = paths.graph(spec.role)
+    tmp = stage.file(target)
+    logits = _write_checked(spec.model, spec.float_ops, tmp, target.name, spec.inputs)
+    parity = check_parity(logits, spec.reference, target.name, tolerance)
+    checked = CheckedGraph(spec, target.name, logits, parity, tmp.stat().st_size)
+    if int8:
+        target_q = paths.graph(spec.role, int8=True)
+        tmp_q = stage.file(target_q)
+        quantized = quantize_weights(tmp, spec.weight_ops)
+        logits_q = _write_checked(quantized, spec.int8_ops, tmp_q, target_q.name, spec.inputs)
+        figures = {
+            "max_abs_diff_vs_float": max_abs_diff(logits_q, logits),
+            "top1_agreement_vs_float": agreement(logits_q, logits),
+            "weights_quantized": op_count(quantized, "DequantizeLinear"),
+            "op_types": sorted(op_types(quantized)),
+        }
+        if spec.role == MAIN:
+            figures.update(_int8_runtimes(quantized, tmp_q, logits_q, spec.inputs, y, stage))
+        checked.int8 = CheckedInt8(quantized, logits_q, tmp_q.stat().st_size, figures)
+    return checked
+
+
+def _int8_runtimes(
+    quantized: onnx.ModelProto,
+    path: Path,
+    logits: np.ndarray,
+    x: torch.Tensor,
+    y: np.ndarray | None,
+    stage: Staging,
+) -> dict[str, Any]:
+    """The int8 file against the plain dequantized arithmetic and onnxruntime's default session.
+
+    ``logits`` are the file run as ``run_onnx`` does (weights dequantized once, then float
+    math); "plain_dequantized" is the float graph on w = (q - zero) · scale computed here, what a
+    C runtime computes; "onnxruntime_default" is onnxruntime left to its QDQ rewrites, which
+    fuse DequantizeLinear + MatMul into its own quantized kernels (a few 1e-2 off).
+    """
+    plain_path = stage.scratch("plain.onnx", path)
+    save_model(dequantized_model(quantized), plain_path)
+    plain = run_onnx(plain_path, x)
+    fused = run_onnx(path, x, session=default_session(path))
+    return {
+        "plain_dequantized": {
+            "max_abs_diff_vs_file": max_abs_diff(logits, plain),
+            "accuracy": accuracy_of(plain, y),
+        },
+        "onnxruntime_default": {
+            "max_abs_diff_vs_plain_dequantized": max_abs_diff(fused, plain),
+            "top1_agreement_vs_plain_dequantized": agreement(fused, plain),
+            "accuracy": accuracy_of(fused, y),
+        },
+    }
+
+
+def _write_checked(
+    model: onnx.ModelProto, allowed: frozenset[str], path: Path, what: str, x: torch.Tensor
+) -> np.ndarray:
+    """Check ``model`` (ONNX checker, op allow list), save it to ``path`` and run it on ``x``."""
+    check_graph(model, allowed, what)
+    save_model(model, path)
+    logits = run_onnx(path, x, session=onnx_session(path))
+    if not np.isfinite(logits).all():
+        raise EdgeStrError(f"{what}: onnxruntime gives non-finite logits; not exported")
+    return logits
+
+
+# ----------------------------------------------------------------------------- the summary
+
+
+def summary_line(report: dict[str, Any]) -> str:
+    """The one-line summary ``edge-str export`` prints (for a report of any family)."""
+    head, tail = _adapters()[report["family"]].summary_parts(report)
+    parts = [
+        f"exported {report['onnx']}: {head[0]}",
+        *head[1:],
+        f"file {kb(report['file_bytes']['onnx'])}",
+        f"max|ort-torch| {report['max_abs_diff']:.1g}",
+        f"top-1 agree {report['top1_agreement']:.0%}",
+    ]
+    accuracy = report["accuracy"]
+    if accuracy["onnx"] is not None:
+        parts.append(f"test acc {accuracy['onnx']:.2%}")
+    else:
+        parts.append(f"{report['heldout']['source']} held-out inputs, no accuracy")
+    if report["int8"] is not None:
+        text = f"int8 {kb(report['file_bytes']['int8'])}"
+        if accuracy["int8_change"] is not None:
+            text += f" acc {accuracy['int8']:.2%} ({accuracy['int8_change']:+.2%})"
+        parts.append(text)
+    return ", ".join(parts + tail)
+
+
+def kb(n: int) -> str:
+    return f"{n / 1000:.1f} KB"
