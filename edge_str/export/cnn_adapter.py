@@ -48,20 +48,9 @@ from edge_str.cnn.cost import cnn_cost
 from edge_str.cnn.flops import budget_report
 from edge_str.cnn.storage import weight_storage
 from edge_str.errors import EdgeStrError
-from edge_str.export import heldout
+from edge_str.export import heldout, pipeline
 from edge_str.export.checks import weight_bytes
 from edge_str.export.passes import fold_constants, fuse_pad_into_conv
-from edge_str.export.pipeline import (
-    DEFAULT_OPSET,
-    MAIN,
-    CheckedGraph,
-    ExportAdapter,
-    ExportOptions,
-    GraphSpec,
-    Prepared,
-    export,
-    kb,
-)
 from edge_str.export.torch_onnx import describe, torch_logits, torch_to_onnx
 from edge_str.parametrization import baked_copy
 
@@ -188,7 +177,7 @@ def refuse_unexportable_cnn(model: nn.Module, what: str = "model") -> None:
 
 
 @dataclass
-class CNNPrepared(Prepared):
+class CNNPrepared(pipeline.Prepared):
     model_input_shape: tuple[int, ...]
     budget: dict[str, Any]  # per-layer sparsity, MACs; STR thresholds (of the trained model)
     storage: dict[str, Any]
@@ -199,10 +188,10 @@ class CNNPrepared(Prepared):
     layer_initializers: dict[str, str] | None = None  # layer -> its weight in the graph
 
 
-class CNNAdapter(ExportAdapter):
+class CNNAdapter(pipeline.ExportAdapter):
     family = "cnn"
 
-    def check_options(self, options: ExportOptions, what: str) -> None:
+    def check_options(self, options: pipeline.ExportOptions, what: str) -> None:
         if options.streaming:
             raise EdgeStrError(
                 f"--streaming: {what}; a CNN classifies the whole input at once and has no "
@@ -214,7 +203,7 @@ class CNNAdapter(ExportAdapter):
                 "FastGRNN runs only (export it without --loop)"
             )
 
-    def check_model(self, model: nn.Module, options: ExportOptions, what: str) -> None:
+    def check_model(self, model: nn.Module, options: pipeline.ExportOptions, what: str) -> None:
         refuse_unexportable_cnn(model, what)
 
     def check_inputs(self, model: ImageClassifier, x: torch.Tensor) -> torch.Tensor:
@@ -261,10 +250,10 @@ class CNNAdapter(ExportAdapter):
     def graphs(
         self,
         prepared: CNNPrepared,
-        options: ExportOptions,
+        options: pipeline.ExportOptions,
         class_names: Sequence[str] | None,
         scratch: Path,
-    ) -> list[GraphSpec]:
+    ) -> list[pipeline.GraphSpec]:
         shape = prepared.model_input_shape
         name = input_name(shape)
         model = torch_to_onnx(
@@ -281,8 +270,8 @@ class CNNAdapter(ExportAdapter):
         describe(model, class_names, "cnn")
         model.metadata_props.add(key="edge_str.input_shape", value=json.dumps(list(shape)))
         return [
-            GraphSpec(
-                MAIN,
+            pipeline.GraphSpec(
+                pipeline.MAIN,
                 model,
                 CNN_FLOAT_OPS,
                 CNN_INT8_OPS,
@@ -293,10 +282,13 @@ class CNNAdapter(ExportAdapter):
         ]
 
     def report_fields(
-        self, prepared: CNNPrepared, checked: dict[str, CheckedGraph], options: ExportOptions
+        self,
+        prepared: CNNPrepared,
+        checked: dict[str, pipeline.CheckedGraph],
+        options: pipeline.ExportOptions,
     ) -> dict[str, Any]:
         onnx_model, names, layers = (
-            checked[MAIN].model,
+            checked[pipeline.MAIN].model,
             prepared.layer_initializers,
             prepared.layers,
         )
@@ -319,8 +311,8 @@ class CNNAdapter(ExportAdapter):
                 lost = int(np.count_nonzero(array[weight.numpy() == 0]))
                 if lost:
                     raise EdgeStrError(
-                        f"{checked[MAIN].name}: {lost} weights of {layer} that are 0 in torch are "
-                        "nonzero in the graph; not exported"
+                        f"{checked[pipeline.MAIN].name}: {lost} weights of {layer} that are 0 in "
+                        "torch are nonzero in the graph; not exported"
                     )
                 onnx_weights[layer] = {"initializer": init, "nonzero": int(np.count_nonzero(array))}
         return {
@@ -341,11 +333,11 @@ class CNNAdapter(ExportAdapter):
     def summary_parts(self, report: dict[str, Any]) -> tuple[list[str], list[str]]:
         weights = report["storage"]["weights"]
         best = min(("indices", "bitmask"), key=lambda f: weights[f"{f}_bytes"])
+        dense, sparse = pipeline.kb(weights["dense_bytes"]), pipeline.kb(weights[f"{best}_bytes"])
         head = [
             f"{report.get('arch', 'cnn')} sparsity {report['sparsity']:.1%}",
             f"{report['params']:,} params",
-            f"weights {kb(weights['dense_bytes'])} dense, {kb(weights[f'{best}_bytes'])} sparse "
-            f"({best})",
+            f"weights {dense} dense, {sparse} sparse ({best})",
             f"MACs {report['macs']:,} of {report['macs_dense']:,}",
         ]
         return head, []
@@ -364,14 +356,7 @@ def export_cnn_model(
     out: str | os.PathLike,
     x: torch.Tensor,
     y: torch.Tensor | None = None,
-    *,
-    int8: bool = False,
-    opset: int = DEFAULT_OPSET,
-    fixed_batch: int | None = None,
-    class_names: Sequence[str] | None = None,
-    heldout_source: str = "given",
-    heldout_note: str | None = None,
-    extra: dict[str, Any] | None = None,
+    **options: Any,
 ) -> dict[str, Any]:
     """Bake, export and check a CNN; write FILE.onnx (FILE.int8.onnx) and FILE.json.
 
@@ -379,20 +364,10 @@ def export_cnn_model(
     accuracies are reported). The trained ``model`` (STR/GMP still attached, or already baked)
     is the parity reference and is left unchanged. Returns the report (also FILE.json). Raises
     ``EdgeStrError`` when the model cannot be exported or a check fails; then nothing is
-    written.
+    written. ``options``: ``pipeline.export``'s keywords (``int8``, ``opset``,
+    ``fixed_batch``, ``class_names``, ``extra``, ...).
     """
-    return export(
-        CNN_ADAPTER,
-        model,
-        out,
-        x,
-        y,
-        ExportOptions(int8=int8, opset=opset, fixed_batch=fixed_batch),
-        class_names=class_names,
-        heldout_source=heldout_source,
-        heldout_note=heldout_note,
-        extra=extra,
-    )
+    return pipeline.export(CNN_ADAPTER, model, out, x, y, **options)
 
 
 def _report(

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from edge_str.errors import EdgeStrError
+from edge_str.export import pipeline
 from edge_str.export.checks import max_abs_diff, op_types, weight_bytes
 from edge_str.export.compact_model import (
     CompactFastGRNN,
@@ -43,17 +44,6 @@ from edge_str.export.compact_model import (
     refuse_unexportable,
 )
 from edge_str.export.heldout import random_inputs
-from edge_str.export.pipeline import (
-    DEFAULT_OPSET,
-    MAIN,
-    CheckedGraph,
-    ExportAdapter,
-    ExportOptions,
-    GraphSpec,
-    Prepared,
-    export,
-    kb,
-)
 from edge_str.export.quantize import MATMUL_WEIGHTS
 from edge_str.export.scan_graph import loop_body, scan_sequence_graph
 from edge_str.export.torch_onnx import describe, label, torch_logits, torch_to_onnx
@@ -101,7 +91,7 @@ SCAN_INT8_OPS = INT8_OPS | {"Scan"}
 
 
 @dataclass
-class FastGRNNPrepared(Prepared):
+class FastGRNNPrepared(pipeline.Prepared):
     compact: CompactFastGRNN
     summary: dict[str, MatrixSummary]
     cost: ModelCost
@@ -109,15 +99,17 @@ class FastGRNNPrepared(Prepared):
     compact_logits: np.ndarray
 
 
-class FastGRNNAdapter(ExportAdapter):
+class FastGRNNAdapter(pipeline.ExportAdapter):
     family = "fastgrnn"
     extra_roles = (STEP,)
 
-    def check_options(self, options: ExportOptions, what: str) -> None:
+    def check_options(self, options: pipeline.ExportOptions, what: str) -> None:
         if options.loop not in LOOP_FORMS:
             raise EdgeStrError(f"--loop {options.loop}: must be one of {', '.join(LOOP_FORMS)}")
 
-    def check_model(self, model: torch.nn.Module, options: ExportOptions, what: str) -> None:
+    def check_model(
+        self, model: torch.nn.Module, options: pipeline.ExportOptions, what: str
+    ) -> None:
         if not isinstance(model, FastGRNNClassifier):
             raise EdgeStrError(
                 f"export supports FastGRNN classifiers only, not {type(model).__name__}"
@@ -160,10 +152,10 @@ class FastGRNNAdapter(ExportAdapter):
     def graphs(
         self,
         prepared: FastGRNNPrepared,
-        options: ExportOptions,
+        options: pipeline.ExportOptions,
         class_names: Sequence[str] | None,
         scratch: Path,
-    ) -> list[GraphSpec]:
+    ) -> list[pipeline.GraphSpec]:
         compact, x = prepared.compact, prepared.x
         steps, features = x.shape[1], compact.input_size
         # Sequence graph: raw features (batch, T, F) -> logits.
@@ -184,8 +176,8 @@ class FastGRNNAdapter(ExportAdapter):
         describe(seq, class_names, "sequence")
         scan = options.loop == "scan"
         specs = [
-            GraphSpec(
-                MAIN,
+            pipeline.GraphSpec(
+                pipeline.MAIN,
                 seq,
                 SCAN_OPS if scan else FLOAT_OPS,
                 SCAN_INT8_OPS if scan else INT8_OPS,
@@ -212,7 +204,7 @@ class FastGRNNAdapter(ExportAdapter):
             describe(step, class_names, "step")
             n = min(len(x), STREAMING_CHECK_EXAMPLES)
             specs.append(
-                GraphSpec(
+                pipeline.GraphSpec(
                     STEP, step, FLOAT_OPS, INT8_OPS, MATMUL_WEIGHTS, x[:n], prepared.reference[:n]
                 )
             )
@@ -221,11 +213,11 @@ class FastGRNNAdapter(ExportAdapter):
     def report_fields(
         self,
         prepared: FastGRNNPrepared,
-        checked: dict[str, CheckedGraph],
-        options: ExportOptions,
+        checked: dict[str, pipeline.CheckedGraph],
+        options: pipeline.ExportOptions,
     ) -> dict[str, Any]:
         compact, cost, x = prepared.compact, prepared.cost, prepared.x
-        seq = checked[MAIN]
+        seq = checked[pipeline.MAIN]
         body = loop_body(seq.model)
         fields = {
             "steps": int(x.shape[1]),
@@ -268,11 +260,11 @@ class FastGRNNAdapter(ExportAdapter):
         head = [
             f"ranks {ranks}",
             f"{report['params']:,} params",
-            f"{kb(report['weight_bytes']['float32'])} weights",
+            f"{pipeline.kb(report['weight_bytes']['float32'])} weights",
         ]
         tail = []
         if report["streaming"] is not None:
-            tail.append(f"step graph {kb(report['file_bytes']['step'])}")
+            tail.append(f"step graph {pipeline.kb(report['file_bytes']['step'])}")
         return head, tail
 
 
@@ -290,16 +282,7 @@ def export_model(
     out: str | os.PathLike,
     x: torch.Tensor,
     y: torch.Tensor | None = None,
-    *,
-    streaming: bool = False,
-    int8: bool = False,
-    opset: int = DEFAULT_OPSET,
-    fixed_batch: int | None = None,
-    loop: str = "unrolled",
-    class_names: Sequence[str] | None = None,
-    heldout_source: str = "given",
-    heldout_note: str | None = None,
-    extra: dict[str, Any] | None = None,
+    **options: Any,
 ) -> dict[str, Any]:
     """Bake, compact and export a FastGRNN ``model``; check the files; write them and FILE.json.
 
@@ -310,24 +293,13 @@ def export_model(
     then nothing is written. ``loop``: "unrolled" (default: one straight line of standard ops,
     what microcontroller converters take) or "scan" (the time loop as one ONNX Scan, faster
     under onnxruntime at batch 1; see ``scan_graph``). The streaming step graph is the same
-    either way.
+    either way. ``options``: ``pipeline.export``'s keywords (``int8``, ``streaming``,
+    ``opset``, ``fixed_batch``, ``loop``, ``class_names``, ``extra``, ...).
     """
-    options = ExportOptions(int8, opset, fixed_batch, streaming, loop)
-    return export(
-        FASTGRNN_ADAPTER,
-        model,
-        out,
-        x,
-        y,
-        options,
-        class_names=class_names,
-        heldout_source=heldout_source,
-        heldout_note=heldout_note,
-        extra=extra,
-    )
+    return pipeline.export(FASTGRNN_ADAPTER, model, out, x, y, **options)
 
 
-def graph_nodes_per_step(model: FastGRNNClassifier, opset: int = DEFAULT_OPSET) -> int:
+def graph_nodes_per_step(model: FastGRNNClassifier, opset: int = pipeline.DEFAULT_OPSET) -> int:
     """Nodes the unrolled sequence graph of ``model`` repeats per time step (after the first).
 
     The sequence graph holds a fixed part (normalisation, the input product for all steps, the

@@ -4,72 +4,60 @@
 initializers, no Identity, short names, no debug annotations); ``fold_constants`` evaluates the
 shape arithmetic the exporter leaves around a Pad; ``fuse_pad_into_conv`` moves a zero Pad into
 the Conv after it; ``strip_prefix`` and ``keep_unused_inputs`` keep the names and signature the
-exporters promise.
+exporters promise. ``onnxoptimizer`` does each job it does as well as hand-written code; what it
+does worse or not at all is written here, with the measurement beside it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+# onnxoptimizer's passes for what they do as well as the hand-written ones did: the same node and
+# initializer counts on FastGRNN's 99-step graph (895 nodes, 10 initializers) and the DS-CNN.
+_STRUCTURAL_PASSES = [
+    "extract_constant_to_initializer",
+    "eliminate_identity",
+    "eliminate_deadend",
+    "eliminate_duplicate_initializer",
+    "eliminate_unused_initializer",
+]
+
 
 def tidy_graph(model: onnx.ModelProto, keep_names: Sequence[str] = ()) -> onnx.ModelProto:
     """Make an exported graph small and plain, in place; returns ``model``.
 
-    Constant nodes become (deduplicated) initializers, Identity nodes are bypassed, unused
-    initializers dropped, intermediate tensors get short names, node names, doc strings,
-    metadata_props and intermediate value_info (debug and shape annotations) are removed. Graph
-    inputs, outputs and initializer names are kept.
+    Constant nodes become (deduplicated) initializers named const0, const1, ..., Identity and
+    dead nodes go, unused initializers are dropped (``onnxoptimizer``); then intermediate
+    tensors get short names and node names, doc strings, metadata_props and intermediate
+    value_info (debug and shape annotations) are removed, which onnxoptimizer does not do:
+    without it FastGRNN's 99-step file is 122,957 bytes instead of 84,956. Graph inputs,
+    outputs, weight names and ``keep_names`` are kept.
     """
+    import onnxoptimizer
+
+    constants = {o for n in model.graph.node if n.op_type == "Constant" for o in n.output}
+    model.CopyFrom(onnxoptimizer.optimize(model, _STRUCTURAL_PASSES))
     graph = model.graph
     outputs = {o.name for o in graph.output}
-    by_content: dict[tuple, str] = {}
+    taken = {t.name for t in graph.initializer}
+    renamed: dict[str, str] = {}
     for t in graph.initializer:
-        by_content.setdefault(_tensor_key(t), t.name)
-    rename: dict[str, str] = {}
-    nodes = []
-    counter = 0
-    for node in graph.node:
-        node.input[:] = [rename.get(i, i) for i in node.input]
-        if (
-            node.op_type == "Constant"
-            and len(node.attribute) == 1
-            and node.attribute[0].name == "value"
-            and node.output[0] not in outputs
-        ):
-            tensor = onnx.TensorProto()
-            tensor.CopyFrom(node.attribute[0].t)
-            key = _tensor_key(tensor)
-            if key not in by_content:
-                tensor.name = f"const{counter}"
-                counter += 1
-                graph.initializer.append(tensor)
-                by_content[key] = tensor.name
-            rename[node.output[0]] = by_content[key]
-            continue
-        if node.op_type == "Identity" and node.output[0] not in outputs:
-            rename[node.output[0]] = node.input[0]
-            continue
-        nodes.append(node)
-    for o in graph.output:
-        if o.name in rename:  # a graph output that is an alias: keep one Identity for it
-            nodes.append(helper.make_node("Identity", [rename[o.name]], [o.name]))
-    del graph.node[:]
-    graph.node.extend(nodes)
+        if t.name in constants and t.name not in outputs:
+            renamed[t.name] = next(
+                name for i in range(len(taken) + 1) if (name := f"const{i}") not in taken
+            )
+            taken.add(renamed[t.name])
+            t.name = renamed[t.name]
 
-    used = {i for n in graph.node for i in n.input} | outputs
-    kept = [t for t in graph.initializer if t.name in used]
-    del graph.initializer[:]
-    graph.initializer.extend(kept)
-
-    keep = {i.name for i in graph.input} | outputs | {t.name for t in kept} | set(keep_names)
+    keep = {i.name for i in graph.input} | outputs | taken | set(keep_names)
     short: dict[str, str] = {}
 
     def name_of(value: str) -> str:
+        value = renamed.get(value, value)
         if not value or value in keep:
             return value
         if value not in short:
@@ -92,11 +80,6 @@ def tidy_graph(model: onnx.ModelProto, keep_names: Sequence[str] = ()) -> onnx.M
     return model
 
 
-def _tensor_key(t: onnx.TensorProto) -> tuple:
-    array = numpy_helper.to_array(t)
-    return (t.data_type, tuple(t.dims), array.tobytes())
-
-
 def _base36(i: int) -> str:
     digits = "0123456789abcdefghijklmnopqrstuvwxyz"
     out = ""
@@ -112,6 +95,9 @@ def fold_constants(model: onnx.ModelProto) -> onnx.ModelProto:
 
     Evaluated with ``onnx.reference`` at the model's opsets. The TorchScript exporter leaves
     such chains (ConstantOfShape, Concat, Slice, Transpose, Cast) computing a Pad's ``pads``.
+    Hand-written because neither library folds them: on the DS-CNN (width 0.25) the graph has 23
+    nodes after this and Pad fusion, 31 after onnxoptimizer's passes and 30 after
+    ``onnxscript.optimizer.optimize`` (the Pad and its shape chain stay).
     """
     from onnx.reference import ReferenceEvaluator
 
@@ -152,61 +138,16 @@ def fold_constants(model: onnx.ModelProto) -> onnx.ModelProto:
     return tidy_graph(model)  # drops the initializers only the folded nodes read
 
 
-def _attribute(node: onnx.NodeProto, name: str, default: Any = None) -> Any:
-    for attribute in node.attribute:
-        if attribute.name == name:
-            return helper.get_attribute_value(attribute)
-    return default
-
-
 def fuse_pad_into_conv(model: onnx.ModelProto) -> onnx.ModelProto:
     """Move a zero Pad of the spatial dimensions into the Conv that alone reads it, in place.
 
     ONNX Conv takes asymmetric ``pads`` (h_begin, w_begin, h_end, w_end), which torch's Conv2d
     cannot express; the DS-CNN's TensorFlow 'SAME' padding is a ZeroPad2d before its first Conv.
+    onnxoptimizer's pass (the pads must be an initializer: run ``fold_constants`` first).
     """
-    graph = model.graph
-    inits = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
-    outputs = {o.name for o in graph.output}
-    readers: dict[str, list[onnx.NodeProto]] = {}
-    for node in graph.node:
-        for name in node.input:
-            readers.setdefault(name, []).append(node)
-    removed = set()
-    for pad in graph.node:
-        if pad.op_type != "Pad" or pad.output[0] in outputs:
-            continue
-        mode = _attribute(pad, "mode", b"constant")
-        if (mode.decode() if isinstance(mode, bytes) else mode) != "constant":
-            continue
-        if len(pad.input) < 2 or pad.input[1] not in inits:
-            continue
-        if len(pad.input) > 3 and pad.input[3]:  # opset 18 "axes": not the exporter's form
-            continue
-        if len(pad.input) > 2 and pad.input[2]:
-            value = inits.get(pad.input[2])
-            if value is None or np.any(value != 0):
-                continue
-        pads = [int(p) for p in inits[pad.input[1]].ravel()]
-        users = readers.get(pad.output[0], [])
-        if len(pads) != 8 or min(pads) < 0 or any(pads[i] for i in (0, 1, 4, 5)):
-            continue
-        if len(users) != 1 or users[0].op_type != "Conv" or users[0].input[0] != pad.output[0]:
-            continue
-        conv = users[0]
-        auto_pad = _attribute(conv, "auto_pad", b"NOTSET")
-        if (auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad) != "NOTSET":
-            continue
-        old = list(_attribute(conv, "pads", [0, 0, 0, 0]))
-        new = [old[0] + pads[2], old[1] + pads[3], old[2] + pads[6], old[3] + pads[7]]
-        kept = [a for a in conv.attribute if a.name != "pads"]
-        del conv.attribute[:]
-        conv.attribute.extend(kept + [helper.make_attribute("pads", new)])
-        conv.input[0] = pad.input[0]
-        removed.add(id(pad))
-    nodes = [node for node in graph.node if id(node) not in removed]
-    del graph.node[:]
-    graph.node.extend(nodes)
+    import onnxoptimizer
+
+    model.CopyFrom(onnxoptimizer.optimize(model, ["fuse_pad_into_conv"]))
     return tidy_graph(model)
 
 

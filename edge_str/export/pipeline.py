@@ -374,34 +374,26 @@ def export(
     out: str | os.PathLike,
     x: torch.Tensor,
     y: torch.Tensor | None = None,
-    options: ExportOptions = ExportOptions(),  # noqa: B008  (frozen: safe as a default)
     *,
     class_names: Sequence[str] | None = None,
     heldout_source: str = "given",
     heldout_note: str | None = None,
     extra: dict[str, Any] | None = None,
     extensions: Sequence[Extension] = (),
+    **options: Any,
 ) -> dict[str, Any]:
     """Export ``model`` with ``adapter`` (stages 1-7 above); returns the report (FILE.json).
 
     ``x`` are raw held-out inputs and ``y`` their labels, if known (then accuracies are
-    reported).
+    reported). ``options``: the fields of ``ExportOptions`` (int8, opset, fixed_batch,
+    streaming, loop).
     """
-    paths = options.validate(out)
-    adapter.check_options(options, "the model")
-    adapter.check_model(model, options, "model")
-    return _export(
-        adapter,
-        model,
-        paths,
-        x,
-        y,
-        options,
-        class_names,
-        Heldout(heldout_source, 0, heldout_note),
-        extra or {},
-        extensions,
-    )
+    opts = ExportOptions(**options)
+    paths = opts.validate(out)
+    adapter.check_options(opts, "the model")
+    adapter.check_model(model, opts, "model")
+    heldout = Heldout(heldout_source, 0, heldout_note)
+    return _export(adapter, model, paths, opts, x, y, heldout, class_names, extra, extensions)
 
 
 def export_run(
@@ -412,15 +404,11 @@ def export_run(
     *,
     heldout: HeldoutLoader | None = None,
     checkpoint: str | None = None,
-    streaming: bool = False,
-    int8: bool = False,
-    opset: int = DEFAULT_OPSET,
-    fixed_batch: int | None = None,
-    loop: str = "unrolled",
     heldout_source: str = "given",
     random_examples: int = DEFAULT_RANDOM_EXAMPLES,
     seed: int = 0,
     extensions: Sequence[Extension] = (),
+    **options: Any,
 ) -> dict[str, Any]:
     """Export the kept (best-validation) model of a training run, FastGRNN or CNN.
 
@@ -429,20 +417,20 @@ def export_run(
     run's model loaded and found exportable (so a refusal never waits for data); it may return
     (None, None, reason). Without held-out inputs, ``random_examples`` random inputs of the
     run's input shape (no labels, so no accuracy) are used for the parity checks and the
-    report's ``heldout`` says why. ``streaming``, ``int8``, ``opset``, ``fixed_batch``, ``loop``:
-    see ``ExportOptions``; a CNN run refuses ``streaming`` and ``loop="scan"``.
+    report's ``heldout`` says why. ``options``: the fields of ``ExportOptions``; a CNN run
+    refuses ``streaming`` and ``loop="scan"``.
     """
     from edge_str.run import BEST_CHECKPOINT, load_run_info, load_trained_model
 
-    options = ExportOptions(int8, opset, fixed_batch, streaming, loop)
-    paths = options.validate(out)
+    opts = ExportOptions(**options)
+    paths = opts.validate(out)
     info = load_run_info(run_dir)
     adapter = adapter_for_arch(info.config.model.arch)
-    adapter.check_options(options, f"{run_dir} is a {info.config.model.arch} run")
+    adapter.check_options(opts, f"{run_dir} is a {info.config.model.arch} run")
     adapter.check_run(info, run_dir)
     info, model = load_trained_model(run_dir, checkpoint or BEST_CHECKPOINT, info)
-    adapter.check_model(model, options, str(run_dir))
-    x, y, heldout_source, reason = resolve_heldout(
+    adapter.check_model(model, opts, str(run_dir))
+    x, y, source, reason = resolve_heldout(
         run_dir,
         info,
         x,
@@ -451,30 +439,21 @@ def export_run(
         heldout_source,
         lambda: adapter.random_inputs(model, info, random_examples, seed),
     )
-    return _export(
-        adapter,
-        model,
-        paths,
-        x,
-        y,
-        options,
-        info.class_names,
-        Heldout(heldout_source, 0, reason),
-        adapter.run_fields(info, run_dir),
-        extensions,
-    )
+    fields, names = adapter.run_fields(info, run_dir), info.class_names
+    held = Heldout(source, 0, reason)
+    return _export(adapter, model, paths, opts, x, y, held, names, fields, extensions)
 
 
 def _export(
     adapter: ExportAdapter,
     model: torch.nn.Module,
     paths: ExportPaths,
+    options: ExportOptions,
     x: torch.Tensor,
     y: torch.Tensor | None,
-    options: ExportOptions,
-    class_names: Sequence[str] | None,
     heldout: Heldout,
-    extra: dict[str, Any],
+    class_names: Sequence[str] | None,
+    extra: dict[str, Any] | None,
     extensions: Sequence[Extension],
 ) -> dict[str, Any]:
     x = adapter.check_inputs(model, x)
@@ -542,7 +521,7 @@ def _export(
             warnings=warnings,
             files=files,
             fields=fields,
-            extra=extra,
+            extra=extra or {},
         ).to_dict()
         for extension in extensions:
             context = ExportContext(
