@@ -25,7 +25,8 @@ from edge_str.export import export_model, export_run, pipeline, run_onnx, run_on
 from edge_str.export.checks import check_graph, weight_bytes
 from edge_str.export.fastgrnn_adapter import FLOAT_OPS, INT8_OPS, SCAN_OPS, graph_nodes_per_step
 from edge_str.export.pipeline import PARITY_TOLERANCE
-from edge_str.export.quantize import int8_weight_bytes_estimate
+from edge_str.export.quantize import dequantized_model, int8_weight_bytes_estimate
+from edge_str.export.runtime import default_session
 from edge_str.models import build_model
 from edge_str.run import BEST_CHECKPOINT, RunInfo, save_checkpoint, save_run_info
 from tests._cli import refused
@@ -497,6 +498,37 @@ def test_only_standard_ops_and_no_debug_metadata(trained_state, heldout, tmp_pat
         # All weights inside the one file.
         assert all(t.data_location == onnx.TensorProto.DEFAULT for t in loaded.graph.initializer)
         assert not [p for p in tmp_path.iterdir() if p.suffix not in (".onnx", ".json")]
+
+
+def test_int8_is_also_measured_as_plain_dequantized_math_and_as_onnxruntime_fuses_it(
+    trained_state, heldout, tmp_path
+):
+    """FILE.json's int8 part gives the file against the plain arithmetic on w = (q - zero) ·
+    scale (what C computes) and against onnxruntime's default session (its QDQ fusion)."""
+    x, y = heldout[0][:64], heldout[1][:64]
+    report = export_model(_model(trained_state, w=3, u=5), tmp_path / "q.onnx", x, y, int8=True)
+    int8_path = tmp_path / "q.int8.onnx"
+    plain = dequantized_model(onnx.load(str(int8_path)))
+    onnx.save(plain, str(tmp_path / "plain.onnx"))
+    assert "DequantizeLinear" not in {n.op_type for n in plain.graph.node}
+    plain_logits = run_onnx(tmp_path / "plain.onnx", x)
+    fused_logits = run_onnx(int8_path, x, session=default_session(int8_path))
+    file_logits = run_onnx(int8_path, x)
+    figures = report["int8"]
+    assert figures["plain_dequantized"]["max_abs_diff_vs_file"] == pytest.approx(
+        float(np.abs(file_logits - plain_logits).max()), abs=1e-7
+    )
+    assert figures["plain_dequantized"]["max_abs_diff_vs_file"] <= 1e-5
+    acc_plain = float((plain_logits.argmax(1) == y.numpy()).mean())
+    acc_fused = float((fused_logits.argmax(1) == y.numpy()).mean())
+    assert figures["plain_dequantized"]["accuracy"] == pytest.approx(acc_plain)
+    assert figures["onnxruntime_default"]["accuracy"] == pytest.approx(acc_fused)
+    assert figures["onnxruntime_default"]["max_abs_diff_vs_plain_dequantized"] == pytest.approx(
+        float(np.abs(fused_logits - plain_logits).max()), abs=1e-7
+    )
+    assert figures["weights_quantized"] == sum(
+        n.op_type == "DequantizeLinear" for n in onnx.load(str(int8_path)).graph.node
+    )
 
 
 def test_the_op_check_refuses_nonstandard_ops():
