@@ -8,6 +8,7 @@ from torch import nn
 
 from edge_str.cnn import budget_report, weight_storage
 from edge_str.cnn.cost import cnn_cost
+from edge_str.config import TrainConfig
 from edge_str.fastgrnn import FastGRNNClassifier
 
 FLOAT32_BYTES = 4
@@ -30,6 +31,38 @@ def model_summary(model: nn.Module) -> dict[str, Any]:
         }
     # CNNs: the learned (or scheduled) sparsity budget decides size and MACs.
     return cnn_cost(budget_report(model), weight_storage(model))
+
+
+def final_summary(
+    cfg: TrainConfig,
+    model: nn.Module,
+    *,
+    method: str,
+    test_accuracy: float,
+    val_accuracy: float,
+    best_epoch: int,
+    epochs: int,
+    train_seconds: float,
+    **extra: Any,
+) -> dict[str, Any]:
+    """RUN/final.json: the run's settings and accuracies, then ``model_summary(model)``.
+
+    The one builder for a trained run (``trainer``) and a run made without training (the
+    study's SVD truncations); ``extra`` holds what only one of them knows (e.g. svd_seconds).
+    """
+    return {
+        "task": cfg.task,
+        "arch": cfg.model.arch,
+        "method": method,
+        "test_accuracy": test_accuracy,
+        "val_accuracy": val_accuracy,
+        "best_epoch": best_epoch,
+        "epochs": epochs,
+        "train_seconds": train_seconds,
+        "seed": cfg.seed,
+        **extra,
+        **model_summary(model),
+    }
 
 
 def format_summary(summary: dict[str, Any]) -> str:

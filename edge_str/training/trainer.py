@@ -49,7 +49,7 @@ from edge_str.training.optim import (
     check_optimizer,
     restore_svd_forms,
 )
-from edge_str.training.summary import format_summary, model_summary
+from edge_str.training.summary import final_summary, format_summary, model_summary
 
 # Fields of a metrics record that measure the machine, not the training: excluded when
 # comparing runs for determinism.
@@ -265,19 +265,18 @@ def _finish(run_dir, cfg, data, history, best, device) -> dict[str, Any]:
     model.load_state_dict(load_checkpoint(run_dir / BEST_CHECKPOINT)["model"])
     model.to(device)
     x_test, y_test = data.split_tensors("test")
-    final = {
-        "task": cfg.task,
-        "arch": cfg.model.arch,
+    test_accuracy = accuracy(model, x_test, y_test, device=str(device))
+    final = final_summary(
+        cfg,
+        model.cpu(),
         # FastGRNN: how W and U are factored; CNNs: how weights are sparsified
-        "method": cfg.model.sparsity if cfg.model.arch in CNN_ARCHS else cfg.model.rank_mode,
-        "test_accuracy": accuracy(model, x_test, y_test, device=str(device)),
-        "val_accuracy": best["val_accuracy"],
-        "best_epoch": best["epoch"] + 1,
-        "epochs": len(history),
-        "train_seconds": sum(record["seconds"] for record in history),
-        "seed": cfg.seed,
-        **model_summary(model.cpu()),
-    }
+        method=cfg.model.sparsity if cfg.model.arch in CNN_ARCHS else cfg.model.rank_mode,
+        test_accuracy=test_accuracy,
+        val_accuracy=best["val_accuracy"],
+        best_epoch=best["epoch"] + 1,
+        epochs=len(history),
+        train_seconds=sum(record["seconds"] for record in history),
+    )
     if cfg.model.arch in CNN_ARCHS:
         final["budget"] = budget_report(model)
         plot_budget(
