@@ -31,6 +31,10 @@ class ModelConfig:
     # on true singular values (see edge_str.lowrank). Off, sigma drifts from them and W keeps
     # full rank on the demo data (measured).
     svd_each_epoch: bool = True
+    # FastGRNN time loop: auto (C++ kernel where it builds, else PyTorch) | cpp | torch | loop
+    # (reference Python loop); see edge_str.fastgrnn.FastGRNN. EDGE_STR_FUSED_EXT overrides the
+    # C++ build.
+    backend: str = "auto"
     # CNN path
     sparsity: str = "str"  # str | gmp | dense (CNN weights)
     str_granularity: str = "layer"  # layer | global | channel | weight

@@ -21,6 +21,9 @@ from edge_str.fused import BACKENDS, fastgrnn_sequence
 from edge_str.lowrank import LowRankMatrix
 from edge_str.normalize import FeatureNormalizer
 
+# How the time loop runs: the fused node's implementations, or the reference Python loop.
+LOOP_BACKENDS = (*BACKENDS, "loop")
+
 # Elementwise multiplies per hidden unit per step in the h_t update: z⊙h, sigmoid(zeta)·(1-z),
 # and the coefficient ⊙ h~.
 _ELEMENTWISE_MACS_PER_UNIT = 3
@@ -77,11 +80,13 @@ class FastGRNNCell(nn.Module):
 class FastGRNN(nn.Module):
     """Runs a ``FastGRNNCell`` over a sequence (batch first).
 
-    ``fused=True`` (default) runs the time loop as one autograd node with a hand-written
-    backward through time (``edge_str.fused``); ``fused=False`` is the reference Python loop
-    over ``fastgrnn_step`` recorded op by op by autograd. Both compute the same values.
-    ``backend`` picks the fused implementation: "auto" (the C++ kernel where it can run),
-    "cpp" or "torch" (see ``edge_str.fused.fastgrnn_sequence``).
+    ``backend``, the one setting of how the time loop runs (``model.backend`` in the config,
+    ``edge-str train --backend``): "auto" (default), "cpp" or "torch" run it as one autograd
+    node with a hand-written backward through time (``edge_str.fused``; "auto" takes the C++
+    kernel where it can run, "cpp" insists on it, "torch" is the PyTorch one); "loop" is the
+    reference Python loop over ``fastgrnn_step`` recorded op by op by autograd. All compute the
+    same values. ``EDGE_STR_FUSED_EXT`` overrides whether the C++ kernel is built (see
+    ``edge_str.fused_ext``).
     """
 
     def __init__(
@@ -89,15 +94,13 @@ class FastGRNN(nn.Module):
         input_size: int,
         hidden_size: int,
         *,
-        fused: bool = True,
         backend: str = "auto",
         **cell_kwargs,
     ) -> None:
         super().__init__()
-        if backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        if backend not in LOOP_BACKENDS:
+            raise ValueError(f"backend must be one of {LOOP_BACKENDS}, got {backend!r}")
         self.cell = FastGRNNCell(input_size, hidden_size, **cell_kwargs)
-        self.fused = fused
         self.backend = backend
 
     @property
@@ -111,7 +114,7 @@ class FastGRNN(nn.Module):
         # Thresholded matrices once per forward; W x_t for all steps in one product.
         with parametrize.cached():
             u = cell.U.matrix()  # (H, H)
-            if self.fused and not _tracing():
+            if self.backend != "loop" and not _tracing():
                 # Time-major projections (T, B, H): the layout the fused loop runs in.
                 wx = cell.W(x.transpose(0, 1))
                 return fastgrnn_sequence(

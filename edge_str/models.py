@@ -7,7 +7,7 @@ from torch import nn
 from edge_str.cnn.build import CNN_ARCHS, build_cnn
 from edge_str.config import ModelConfig
 from edge_str.errors import EdgeStrError
-from edge_str.fastgrnn import FastGRNNClassifier
+from edge_str.fastgrnn import LOOP_BACKENDS, FastGRNNClassifier
 from edge_str.lowrank import RANK_MODES
 
 
@@ -16,6 +16,8 @@ def build_fastgrnn(
 ) -> FastGRNNClassifier:
     if cfg.rank_mode not in RANK_MODES:
         raise EdgeStrError(f"--rank-mode must be one of {', '.join(RANK_MODES)}")
+    if cfg.backend not in LOOP_BACKENDS:
+        raise EdgeStrError(f"--backend must be one of {', '.join(LOOP_BACKENDS)}")
     features = input_shape[-1]
     fixed = cfg.rank_mode == "fixed"
     for name, rank, full in (
@@ -33,6 +35,7 @@ def build_fastgrnn(
         rank_w=cfg.rank_w if fixed else None,
         rank_u=cfg.rank_u if fixed else None,
         s_init=cfg.s_init,
+        backend=cfg.backend,
     )
 
 

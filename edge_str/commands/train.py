@@ -6,6 +6,7 @@ import argparse
 
 from edge_str.cnn.build import CNN_ARCHS
 from edge_str.config import OPTIMIZERS, TASKS, make_config
+from edge_str.fastgrnn import LOOP_BACKENDS
 from edge_str.lowrank import RANK_MODES
 from edge_str.parametrization import GRANULARITIES
 
@@ -35,6 +36,11 @@ def register(subparsers) -> None:
     p.add_argument("--weight-decay", type=float, help="mu: decay of weights and thresholds")
     p.add_argument("--threshold-decay", type=float, help="decay of thresholds, if not mu")
     p.add_argument("--s-init", type=float, help="initial STR threshold parameter s")
+    p.add_argument(
+        "--backend",
+        choices=LOOP_BACKENDS,
+        help="FastGRNN time loop: auto (C++ kernel where it builds), cpp, torch, loop (reference)",
+    )
     cnn = p.add_argument_group("CNN path")
     cnn.add_argument("--model", dest="arch", choices=("fastgrnn", *CNN_ARCHS), help="architecture")
     cnn.add_argument("--sparsity", choices=("str", "gmp", "dense"), help="CNN weight sparsity")
@@ -68,6 +74,7 @@ def overrides_from_args(args: argparse.Namespace) -> dict:
             "rank_w": args.rank_w,
             "rank_u": args.rank_u,
             "s_init": args.s_init,
+            "backend": args.backend,
             "arch": args.arch,
             "sparsity": args.sparsity,
             "str_granularity": args.str_granularity,
