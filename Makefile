@@ -32,7 +32,7 @@ demo: $(STAMP)
 	$(BIN)/python -m edge_str.demo --out $(DEMO_DIR)
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/run_all.py
+	$(BIN)/python -m benchmarks.run_all
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

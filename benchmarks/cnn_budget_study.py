@@ -1,10 +1,10 @@
 """STR's learned layer-wise budget vs GMP, at the same overall sparsity, on a small CNN.
 
-    python benchmarks/cnn_budget_study.py [--task digits] [--model resnet --depth 10 --width 0.25]
+    python -m benchmarks.cnn_budget_study [--task digits] [--model resnet --depth 10 --width 0.25]
         [--epochs 30] [--weight-decay 2e-3] [--cnn-s-init -6] [--seeds 0 1 2]
         [--optimizer adam|sgd] [--lr LR] [--sparsify-first-last] [--methods str gmp-uniform ...]
         [--out runs/budget_study] [--json results.json]
-    python benchmarks/cnn_budget_study.py --task google12 --data /tmp/g12 --model dscnn --width 0.5
+    python -m benchmarks.cnn_budget_study --task google12 --data /tmp/g12 --model dscnn --width 0.5
 
 For each seed, five runs through ``edge-str train`` with the same task, model, epochs and
 optimizer settings (STR paper, sec. 5.1 and Fig. 2/3 -- "STR's budget with GMP"):

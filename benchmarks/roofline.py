@@ -15,26 +15,19 @@
    matmul limit; the rest is per-step elementwise work, dispatch, Python and the optimizer.
    (For nn.GRU/LSTM this is the bound of an ideal implementation with the same structure.)
 
-    python benchmarks/roofline.py [--out FILE.json] [--threads N]
+    python -m benchmarks.roofline [--out FILE.json] [--threads N]
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-for path in (str(ROOT), str(HERE)):
-    if path not in sys.path:
-        sys.path.insert(0, path)
-
-import train_throughput as tt  # noqa: E402
-from reporting import report  # noqa: E402
+from benchmarks import train_throughput as tt
+from benchmarks.reporting import report
 
 PEAK_SIZE = 1024
 
