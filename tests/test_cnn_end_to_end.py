@@ -22,6 +22,8 @@ from edge_str.export import run_onnx
 from edge_str.export.pipeline import PARITY_TOLERANCE
 from edge_str.run import load_trained_model
 
+pytestmark = pytest.mark.slow  # end-to-end runs: skipped by make test-fast
+
 FINAL_KEYS = {
     "task",
     "arch",

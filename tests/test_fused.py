@@ -39,7 +39,8 @@ def cpp_available() -> bool:
     return True
 
 
-@pytest.fixture(params=["torch", "cpp"])
+# "cpp" builds the kernel (once per machine): marked slow, so make test-fast skips it.
+@pytest.fixture(params=["torch", pytest.param("cpp", marks=pytest.mark.slow)])
 def backend(request, monkeypatch) -> str:
     """Select the implementation FastGRNN.forward uses (through EDGE_STR_FUSED_EXT)."""
     if request.param == "cpp":
