@@ -7,6 +7,8 @@ weights with exact zeros) -> TorchScript export in eval mode (each BatchNorm fol
 convolution before it; a per-output-channel scale keeps every zero a zero) -> graph clean-up ->
 the pipeline's checks -> files.
 
+    report = export_cnn_model(model, "dscnn.onnx", x, y, int8=True)   # x (N, *input_shape)
+
 Graph: raw input (B, *input_shape) -> logits (B, classes), the training split's normaliser
 inside (Sub, Div), then Unsqueeze ((T, F) features -> 1-channel image) or Transpose ((H, W, C)
 images -> NCHW), Conv (+ Relu, Add for residuals, MaxPool for the ImageNet stem), ReduceMean
@@ -344,30 +346,12 @@ class CNNAdapter(pipeline.ExportAdapter):
 
 
 CNN_ADAPTER = CNNAdapter()
+export_cnn_model = CNN_ADAPTER.export  # the family's entry point: see ExportAdapter.export
 
 
 def random_inputs(model: ImageClassifier, n: int, seed: int = 0) -> torch.Tensor:
     """Random raw inputs (n, *input_shape) around the model's normalisation statistics."""
     return heldout.random_inputs(model.normalizer, model.input_shape, n, seed)
-
-
-def export_cnn_model(
-    model: ImageClassifier,
-    out: str | os.PathLike,
-    x: torch.Tensor,
-    y: torch.Tensor | None = None,
-    **options: Any,
-) -> dict[str, Any]:
-    """Bake, export and check a CNN; write FILE.onnx (FILE.int8.onnx) and FILE.json.
-
-    ``x`` (N, *input_shape) are raw held-out inputs and ``y`` (N,) their labels, if known (then
-    accuracies are reported). The trained ``model`` (STR/GMP still attached, or already baked)
-    is the parity reference and is left unchanged. Returns the report (also FILE.json). Raises
-    ``EdgeStrError`` when the model cannot be exported or a check fails; then nothing is
-    written. ``options``: ``pipeline.export``'s keywords (``int8``, ``opset``,
-    ``fixed_batch``, ``class_names``, ``extra``, ...).
-    """
-    return pipeline.export(CNN_ADAPTER, model, out, x, y, **options)
 
 
 def _report(

@@ -7,6 +7,13 @@ dropped. Export = ``bake_str`` -> ``LowRankMatrix.compact`` -> a plain torch mod
 (``compact_model``) -> ONNX (``torch_onnx``, or ``scan_graph`` for ``--loop scan``), then checked
 against the original parametrized model by ``pipeline``.
 
+    report = export_model(model, "kws.onnx", x, y, streaming=True, int8=True, loop="unrolled")
+
+``x`` (N, T, F) are raw held-out features; T also fixes the unrolled length of the sequence
+graph. ``loop``: "unrolled" (default: one straight line of standard ops, what microcontroller
+converters take) or "scan" (the time loop as one ONNX Scan, faster under onnxruntime at batch 1;
+see ``scan_graph``); the streaming step graph is the same either way.
+
 Files: FILE.onnx (sequence graph), FILE.step.onnx (``--streaming``), FILE.int8.onnx (``--int8``;
 with ``--streaming`` also FILE.step.int8.onnx) and FILE.json. The step graph's state ("h" in,
 "h_next" out) is FastGRNN's h divided by sigmoid(zeta) (see ``compact_model``): a device starts
@@ -269,34 +276,13 @@ class FastGRNNAdapter(pipeline.ExportAdapter):
 
 
 FASTGRNN_ADAPTER = FastGRNNAdapter()
+export_model = FASTGRNN_ADAPTER.export  # the family's entry point: see ExportAdapter.export
 _DYNAMIC_SEQUENCE = {SEQUENCE_INPUT: {0: "batch"}, SEQUENCE_OUTPUT: {0: "batch"}}
 
 
 def random_heldout(model: FastGRNNClassifier, n: int, steps: int, seed: int = 0) -> torch.Tensor:
     """Random raw features (n, T, F) drawn around the model's normalisation statistics."""
     return random_inputs(model.normalizer, (steps, model.rnn.cell.input_size), n, seed)
-
-
-def export_model(
-    model: FastGRNNClassifier,
-    out: str | os.PathLike,
-    x: torch.Tensor,
-    y: torch.Tensor | None = None,
-    **options: Any,
-) -> dict[str, Any]:
-    """Bake, compact and export a FastGRNN ``model``; check the files; write them and FILE.json.
-
-    ``x`` (N, T, F) are raw held-out features (T also fixes the unrolled length of the sequence
-    graph) and ``y`` (N,) their labels, if known (then accuracies are reported). The original,
-    still parametrized ``model`` is the reference for parity. Returns the report (also written
-    to FILE.json). Raises ``EdgeStrError`` when the model cannot be exported or a check fails;
-    then nothing is written. ``loop``: "unrolled" (default: one straight line of standard ops,
-    what microcontroller converters take) or "scan" (the time loop as one ONNX Scan, faster
-    under onnxruntime at batch 1; see ``scan_graph``). The streaming step graph is the same
-    either way. ``options``: ``pipeline.export``'s keywords (``int8``, ``streaming``,
-    ``opset``, ``fixed_batch``, ``loop``, ``class_names``, ``extra``, ...).
-    """
-    return pipeline.export(FASTGRNN_ADAPTER, model, out, x, y, **options)
 
 
 def graph_nodes_per_step(model: FastGRNNClassifier, opset: int = pipeline.DEFAULT_OPSET) -> int:

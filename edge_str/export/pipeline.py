@@ -280,6 +280,22 @@ class ExportAdapter(ABC):
         """(head, tail) of the summary line: figures before the common parity/accuracy part
         (after "exported FILE: ") and after it."""
 
+    def export(
+        self,
+        model: torch.nn.Module,
+        out: str | os.PathLike,
+        x: torch.Tensor,
+        y: torch.Tensor | None = None,
+        **options: Any,
+    ) -> dict[str, Any]:
+        """Export ``model`` of this family: ``pipeline.export(self, ...)`` (see there).
+
+        ``x`` are raw held-out inputs and ``y`` their labels, if known. Returns the report (also
+        FILE.json); raises ``EdgeStrError`` when the model cannot be exported or a check fails,
+        and then nothing is written.
+        """
+        return export(self, model, out, x, y, **options)
+
 
 def adapter_for_arch(arch: str) -> ExportAdapter:
     """The exporter of a run's ``model.arch``."""
