@@ -30,7 +30,6 @@ repeats; a ratio is the median over repeats of the paired per-repeat ratio.
 
 from __future__ import annotations
 
-import argparse
 import math
 import platform
 import statistics
@@ -45,7 +44,7 @@ import onnx
 import torch
 from torch import nn
 
-from benchmarks.reporting import report
+from benchmarks.reporting import report, script_parser
 from benchmarks.timing import paired_ratio, time_interleaved
 from edge_str.export import export_model, run_onnx
 from edge_str.export.compact_model import compact_fastgrnn
@@ -500,8 +499,7 @@ def main(
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=None, help="also write the results as JSON")
+    parser = script_parser(__doc__)
     parser.add_argument(
         "--budget", type=float, default=40.0, help="seconds of timing per batch size"
     )

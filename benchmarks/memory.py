@@ -28,7 +28,7 @@ import sys
 from pathlib import Path
 
 from benchmarks import train_throughput as tt
-from benchmarks.reporting import report
+from benchmarks.reporting import report, script_parser
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -150,8 +150,7 @@ def main(out_json: Path | None = None, **kwargs) -> dict:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=None, help="write the results as JSON")
+    parser = script_parser(__doc__)
     parser.add_argument("--batches", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--child", nargs=2, metavar=("MODEL", "SHAPE"), help=argparse.SUPPRESS)

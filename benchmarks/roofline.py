@@ -20,14 +20,13 @@
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
 import torch
 
 from benchmarks import train_throughput as tt
-from benchmarks.reporting import report
+from benchmarks.reporting import report, script_parser
 
 PEAK_SIZE = 1024
 
@@ -186,8 +185,7 @@ def main(out_json: Path | None = None, *, throughput: dict | None = None, **kwar
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=None, help="write the results as JSON")
+    parser = script_parser(__doc__)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     main(args.out, threads=args.threads)

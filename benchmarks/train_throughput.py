@@ -25,7 +25,6 @@ per-step product and nn.GRU's run their gemms on 2 threads); ``--threads`` chang
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import time
@@ -35,7 +34,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from benchmarks.reporting import report
+from benchmarks.reporting import report, script_parser
 from benchmarks.timing import time_interleaved
 from edge_str import fused_ext
 from edge_str.fastgrnn import FastGRNNClassifier
@@ -213,8 +212,7 @@ def main(out_json: Path | None = None, **kwargs) -> dict:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=None, help="write the results as JSON")
+    parser = script_parser(__doc__)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=11)
     parser.add_argument("--steps-per-repeat", type=int, default=3)

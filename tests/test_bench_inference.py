@@ -1,4 +1,4 @@
-"""benchmarks/inference.py runs end to end (tiny time budget) and reports what run_all reads."""
+"""benchmarks.inference runs end to end (tiny time budget) and reports what run_all reads."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""benchmarks/cnn_budget_study.py: the uniform GMP target that matches an STR run's MACs."""
+"""benchmarks.cnn_budget_study: the uniform GMP target that matches an STR run's MACs."""
 
 from __future__ import annotations
 
