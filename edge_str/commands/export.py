@@ -24,7 +24,7 @@ import torch
 
 from edge_str.errors import EdgeStrError
 from edge_str.export.fastgrnn_adapter import LOOP_FORMS
-from edge_str.export.pipeline import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
+from edge_str.export.options import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
 from edge_str.run import RunInfo
 
 BUNDLED_TASKS = ("digits",)  # data shipped with a dependency: no --data folder needed

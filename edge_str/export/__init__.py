@@ -8,8 +8,10 @@ STR: Kusupati et al., "Soft Threshold Weight Reparameterization for Learnable Sp
     logits = run_onnx("kws.onnx", x_test)            # (N, C) from onnxruntime
 
 Modules, one job each:
-  pipeline          the one export pipeline (stage, check, parity, quantise, move, report) and
-                    the ``ExportAdapter`` interface a model family implements
+  pipeline          the one export pipeline (stage, check, parity, quantise, move, report)
+  adapter           the ``ExportAdapter`` interface a model family implements
+  options, files    what an export is asked for; the files it writes and their atomic placement
+  report            FILE.json (a dataclass) and the summary line
   fastgrnn_adapter  FastGRNN: compacted sequence graph (unrolled or Scan), step graph
   cnn_adapter       CNNs: baked graph with BatchNorm folded, per-layer storage and budget
   compact_model     FastGRNN as plain tensors at the surviving ranks (what a device runs)
@@ -24,7 +26,8 @@ Modules, one job each:
 
 from edge_str.export.cnn_adapter import export_cnn_model
 from edge_str.export.fastgrnn_adapter import export_model
-from edge_str.export.pipeline import ExportOptions, export_run, summary_line
+from edge_str.export.options import ExportOptions
+from edge_str.export.pipeline import export_run, summary_line
 from edge_str.export.runtime import onnx_session, run_onnx, run_onnx_streaming
 
 __all__ = [

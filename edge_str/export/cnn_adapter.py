@@ -50,9 +50,12 @@ from edge_str.cnn.cost import cnn_cost
 from edge_str.cnn.flops import budget_report
 from edge_str.cnn.storage import weight_storage
 from edge_str.errors import EdgeStrError
-from edge_str.export import heldout, pipeline
+from edge_str.export import heldout
+from edge_str.export.adapter import MAIN, CheckedGraph, ExportAdapter, GraphSpec, Prepared
 from edge_str.export.checks import weight_bytes
+from edge_str.export.options import ExportOptions
 from edge_str.export.passes import fold_constants, fuse_pad_into_conv
+from edge_str.export.report import kb
 from edge_str.export.torch_onnx import describe, torch_logits, torch_to_onnx
 from edge_str.parametrization import baked_copy
 
@@ -179,7 +182,7 @@ def refuse_unexportable_cnn(model: nn.Module, what: str = "model") -> None:
 
 
 @dataclass
-class CNNPrepared(pipeline.Prepared):
+class CNNPrepared(Prepared):
     model_input_shape: tuple[int, ...]
     budget: dict[str, Any]  # per-layer sparsity, MACs; STR thresholds (of the trained model)
     storage: dict[str, Any]
@@ -190,10 +193,10 @@ class CNNPrepared(pipeline.Prepared):
     layer_initializers: dict[str, str] | None = None  # layer -> its weight in the graph
 
 
-class CNNAdapter(pipeline.ExportAdapter):
+class CNNAdapter(ExportAdapter):
     family = "cnn"
 
-    def check_options(self, options: pipeline.ExportOptions, what: str) -> None:
+    def check_options(self, options: ExportOptions, what: str) -> None:
         if options.streaming:
             raise EdgeStrError(
                 f"--streaming: {what}; a CNN classifies the whole input at once and has no "
@@ -205,7 +208,7 @@ class CNNAdapter(pipeline.ExportAdapter):
                 "FastGRNN runs only (export it without --loop)"
             )
 
-    def check_model(self, model: nn.Module, options: pipeline.ExportOptions, what: str) -> None:
+    def check_model(self, model: nn.Module, options: ExportOptions, what: str) -> None:
         refuse_unexportable_cnn(model, what)
 
     def check_inputs(self, model: ImageClassifier, x: torch.Tensor) -> torch.Tensor:
@@ -252,10 +255,10 @@ class CNNAdapter(pipeline.ExportAdapter):
     def graphs(
         self,
         prepared: CNNPrepared,
-        options: pipeline.ExportOptions,
+        options: ExportOptions,
         class_names: Sequence[str] | None,
         scratch: Path,
-    ) -> list[pipeline.GraphSpec]:
+    ) -> list[GraphSpec]:
         shape = prepared.model_input_shape
         name = input_name(shape)
         model = torch_to_onnx(
@@ -272,8 +275,8 @@ class CNNAdapter(pipeline.ExportAdapter):
         describe(model, class_names, "cnn")
         model.metadata_props.add(key="edge_str.input_shape", value=json.dumps(list(shape)))
         return [
-            pipeline.GraphSpec(
-                pipeline.MAIN,
+            GraphSpec(
+                MAIN,
                 model,
                 CNN_FLOAT_OPS,
                 CNN_INT8_OPS,
@@ -286,11 +289,11 @@ class CNNAdapter(pipeline.ExportAdapter):
     def report_fields(
         self,
         prepared: CNNPrepared,
-        checked: dict[str, pipeline.CheckedGraph],
-        options: pipeline.ExportOptions,
+        checked: dict[str, CheckedGraph],
+        options: ExportOptions,
     ) -> dict[str, Any]:
         onnx_model, names, layers = (
-            checked[pipeline.MAIN].model,
+            checked[MAIN].model,
             prepared.layer_initializers,
             prepared.layers,
         )
@@ -313,7 +316,7 @@ class CNNAdapter(pipeline.ExportAdapter):
                 lost = int(np.count_nonzero(array[weight.numpy() == 0]))
                 if lost:
                     raise EdgeStrError(
-                        f"{checked[pipeline.MAIN].name}: {lost} weights of {layer} that are 0 in "
+                        f"{checked[MAIN].name}: {lost} weights of {layer} that are 0 in "
                         "torch are nonzero in the graph; not exported"
                     )
                 onnx_weights[layer] = {"initializer": init, "nonzero": int(np.count_nonzero(array))}
@@ -335,7 +338,7 @@ class CNNAdapter(pipeline.ExportAdapter):
     def summary_parts(self, report: dict[str, Any]) -> tuple[list[str], list[str]]:
         weights = report["storage"]["weights"]
         best = min(("indices", "bitmask"), key=lambda f: weights[f"{f}_bytes"])
-        dense, sparse = pipeline.kb(weights["dense_bytes"]), pipeline.kb(weights[f"{best}_bytes"])
+        dense, sparse = kb(weights["dense_bytes"]), kb(weights[f"{best}_bytes"])
         head = [
             f"{report.get('arch', 'cnn')} sparsity {report['sparsity']:.1%}",
             f"{report['params']:,} params",

@@ -41,7 +41,7 @@ import numpy as np
 import torch
 
 from edge_str.errors import EdgeStrError
-from edge_str.export import pipeline
+from edge_str.export.adapter import MAIN, CheckedGraph, ExportAdapter, GraphSpec, Prepared
 from edge_str.export.checks import max_abs_diff, op_types, weight_bytes
 from edge_str.export.compact_model import (
     CompactFastGRNN,
@@ -51,7 +51,9 @@ from edge_str.export.compact_model import (
     refuse_unexportable,
 )
 from edge_str.export.heldout import random_inputs
+from edge_str.export.options import DEFAULT_OPSET, ExportOptions
 from edge_str.export.quantize import MATMUL_WEIGHTS
+from edge_str.export.report import kb
 from edge_str.export.scan_graph import loop_body, scan_sequence_graph
 from edge_str.export.torch_onnx import describe, label, torch_logits, torch_to_onnx
 from edge_str.fastgrnn import FastGRNNClassifier, ModelCost
@@ -98,7 +100,7 @@ SCAN_INT8_OPS = INT8_OPS | {"Scan"}
 
 
 @dataclass
-class FastGRNNPrepared(pipeline.Prepared):
+class FastGRNNPrepared(Prepared):
     compact: CompactFastGRNN
     summary: dict[str, MatrixSummary]
     cost: ModelCost
@@ -106,17 +108,15 @@ class FastGRNNPrepared(pipeline.Prepared):
     compact_logits: np.ndarray
 
 
-class FastGRNNAdapter(pipeline.ExportAdapter):
+class FastGRNNAdapter(ExportAdapter):
     family = "fastgrnn"
     extra_roles = (STEP,)
 
-    def check_options(self, options: pipeline.ExportOptions, what: str) -> None:
+    def check_options(self, options: ExportOptions, what: str) -> None:
         if options.loop not in LOOP_FORMS:
             raise EdgeStrError(f"--loop {options.loop}: must be one of {', '.join(LOOP_FORMS)}")
 
-    def check_model(
-        self, model: torch.nn.Module, options: pipeline.ExportOptions, what: str
-    ) -> None:
+    def check_model(self, model: torch.nn.Module, options: ExportOptions, what: str) -> None:
         if not isinstance(model, FastGRNNClassifier):
             raise EdgeStrError(
                 f"export supports FastGRNN classifiers only, not {type(model).__name__}"
@@ -159,10 +159,10 @@ class FastGRNNAdapter(pipeline.ExportAdapter):
     def graphs(
         self,
         prepared: FastGRNNPrepared,
-        options: pipeline.ExportOptions,
+        options: ExportOptions,
         class_names: Sequence[str] | None,
         scratch: Path,
-    ) -> list[pipeline.GraphSpec]:
+    ) -> list[GraphSpec]:
         compact, x = prepared.compact, prepared.x
         steps, features = x.shape[1], compact.input_size
         # Sequence graph: raw features (batch, T, F) -> logits.
@@ -183,8 +183,8 @@ class FastGRNNAdapter(pipeline.ExportAdapter):
         describe(seq, class_names, "sequence")
         scan = options.loop == "scan"
         specs = [
-            pipeline.GraphSpec(
-                pipeline.MAIN,
+            GraphSpec(
+                MAIN,
                 seq,
                 SCAN_OPS if scan else FLOAT_OPS,
                 SCAN_INT8_OPS if scan else INT8_OPS,
@@ -211,7 +211,7 @@ class FastGRNNAdapter(pipeline.ExportAdapter):
             describe(step, class_names, "step")
             n = min(len(x), STREAMING_CHECK_EXAMPLES)
             specs.append(
-                pipeline.GraphSpec(
+                GraphSpec(
                     STEP, step, FLOAT_OPS, INT8_OPS, MATMUL_WEIGHTS, x[:n], prepared.reference[:n]
                 )
             )
@@ -220,11 +220,11 @@ class FastGRNNAdapter(pipeline.ExportAdapter):
     def report_fields(
         self,
         prepared: FastGRNNPrepared,
-        checked: dict[str, pipeline.CheckedGraph],
-        options: pipeline.ExportOptions,
+        checked: dict[str, CheckedGraph],
+        options: ExportOptions,
     ) -> dict[str, Any]:
         compact, cost, x = prepared.compact, prepared.cost, prepared.x
-        seq = checked[pipeline.MAIN]
+        seq = checked[MAIN]
         body = loop_body(seq.model)
         fields = {
             "steps": int(x.shape[1]),
@@ -267,11 +267,11 @@ class FastGRNNAdapter(pipeline.ExportAdapter):
         head = [
             f"ranks {ranks}",
             f"{report['params']:,} params",
-            f"{pipeline.kb(report['weight_bytes']['float32'])} weights",
+            f"{kb(report['weight_bytes']['float32'])} weights",
         ]
         tail = []
         if report["streaming"] is not None:
-            tail.append(f"step graph {pipeline.kb(report['file_bytes']['step'])}")
+            tail.append(f"step graph {kb(report['file_bytes']['step'])}")
         return head, tail
 
 
@@ -285,7 +285,7 @@ def random_heldout(model: FastGRNNClassifier, n: int, steps: int, seed: int = 0)
     return random_inputs(model.normalizer, (steps, model.rnn.cell.input_size), n, seed)
 
 
-def graph_nodes_per_step(model: FastGRNNClassifier, opset: int = pipeline.DEFAULT_OPSET) -> int:
+def graph_nodes_per_step(model: FastGRNNClassifier, opset: int = DEFAULT_OPSET) -> int:
     """Nodes the unrolled sequence graph of ``model`` repeats per time step (after the first).
 
     The sequence graph holds a fixed part (normalisation, the input product for all steps, the

@@ -26,11 +26,15 @@ a refusal or a failed check at any stage raises ``EdgeStrError`` and nothing is 
   7. move      every staged file renamed into place (``os.replace``, one folder), then
                FILE.json written (temp file then rename)
 
-A model family's exporter is an ``ExportAdapter`` subclass (FastGRNN: ``fastgrnn_adapter``,
-CNNs: ``cnn_adapter``) that supplies only its graph(s) and its report fields: ``family``, the
-extra graph roles it may write (``extra_roles``: "step" -> FILE.step.onnx), ``check_options``,
-``check_model``, ``check_inputs``, ``random_inputs``, ``prepare``, ``graphs``,
-``report_fields`` and ``summary_parts``. ``adapter_for_arch`` maps a run's ``model.arch`` to it.
+Beside this module: ``options`` (ExportOptions), ``files`` (ExportPaths, Staging), ``adapter``
+(the interface below), ``report`` (ExportReport -> FILE.json, the summary line).
+
+A model family's exporter is an ``adapter.ExportAdapter`` subclass (FastGRNN:
+``fastgrnn_adapter``, CNNs: ``cnn_adapter``) that supplies only its graph(s) and its report
+fields: ``family``, the extra graph roles it may write (``extra_roles``: "step" ->
+FILE.step.onnx), ``check_options``, ``check_model``, ``check_inputs``, ``random_inputs``,
+``prepare``, ``graphs``, ``report_fields`` and ``summary_parts``. ``adapter.adapter_for_arch``
+maps a run's ``model.arch`` to it.
 
 An extension is a callable ``extension(context: ExportContext) -> dict``: it reads the checked
 model (``context.prepared``, ``context.checked``, the held-out ``context.x``/``context.y``,
@@ -41,13 +45,10 @@ place with the ONNX files, or not at all) and returns its FILE.json fields (e.g.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
-from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import onnx
@@ -55,6 +56,14 @@ import torch
 
 from edge_str.atomic import write_json
 from edge_str.errors import EdgeStrError
+from edge_str.export.adapter import (
+    CheckedGraph,
+    CheckedInt8,
+    ExportAdapter,
+    GraphSpec,
+    Prepared,
+    adapter_for_arch,
+)
 from edge_str.export.checks import (
     accuracy_of,
     agreement,
@@ -65,301 +74,22 @@ from edge_str.export.checks import (
     op_types,
     weight_bytes,
 )
+from edge_str.export.files import MAIN, ExportPaths, Staging
 from edge_str.export.heldout import (
     DEFAULT_RANDOM_EXAMPLES,
     Heldout,
     HeldoutLoader,
     resolve_heldout,
 )
+from edge_str.export.options import ExportOptions
 from edge_str.export.quantize import dequantized_model, int8_weight_bytes_estimate, quantize_weights
+from edge_str.export.report import Accuracy, ExportReport, summary_line
 from edge_str.export.runtime import default_session, onnx_session, run_onnx
 from edge_str.export.torch_onnx import save_model
 
-if TYPE_CHECKING:
-    from edge_str.run import RunInfo
-
-DEFAULT_OPSET = 13  # opset-13 Split (FastGRNN), Conv/Gemm (CNNs); MCU tools know 13
-MIN_OPSET, MAX_OPSET = 13, 20  # 20: the newest opset the TorchScript exporter writes
 PARITY_TOLERANCE = 1e-4  # max |onnxruntime - torch| on logits, float32 (read at call time)
-MAIN = ""  # the role of the main graph: FILE.onnx
 
-
-# ----------------------------------------------------------------------------- options, files
-
-
-@dataclass(frozen=True)
-class ExportPaths:
-    """The files one export writes, all derived from ``--out FILE.onnx``."""
-
-    onnx: Path
-    report: Path
-
-    @classmethod
-    def for_output(cls, out: str | os.PathLike) -> ExportPaths:
-        out = Path(out)
-        if out.suffix != ".onnx":
-            raise EdgeStrError(f"--out {out}: the file name must end in .onnx")
-        if out.is_dir():
-            raise EdgeStrError(f"--out {out}: is a directory")
-        return cls(onnx=out, report=out.with_suffix(".json"))
-
-    def graph(self, role: str = MAIN, int8: bool = False) -> Path:
-        """FILE.onnx, FILE.int8.onnx, FILE.<role>.onnx, FILE.<role>.int8.onnx."""
-        name = self.onnx.with_suffix("").name
-        return self.onnx.with_name(
-            f"{name}{f'.{role}' if role else ''}{'.int8' if int8 else ''}.onnx"
-        )
-
-
-@dataclass(frozen=True)
-class ExportOptions:
-    """What ``edge-str export`` asks for; a family refuses the ones that do not apply to it."""
-
-    int8: bool = False  # also FILE.int8.onnx: weight-only 8-bit
-    opset: int = DEFAULT_OPSET
-    fixed_batch: int | None = None  # None: dynamic batch dimension
-    streaming: bool = False  # FastGRNN: also the single-step graph
-    loop: str = "unrolled"  # FastGRNN: "unrolled" or "scan"
-
-    @property
-    def batch(self) -> int:
-        """The batch size of the example inputs traced (1 for a dynamic batch)."""
-        return self.fixed_batch or 1
-
-    def validate(self, out: str | os.PathLike) -> ExportPaths:
-        """Refuse a bad --out, --opset or --fixed-batch; returns the files to be written."""
-        paths = ExportPaths.for_output(out)
-        if not MIN_OPSET <= self.opset <= MAX_OPSET:
-            raise EdgeStrError(
-                f"--opset {self.opset}: supported opsets are {MIN_OPSET}..{MAX_OPSET}"
-            )
-        if self.fixed_batch is not None and self.fixed_batch < 1:
-            raise EdgeStrError(f"--fixed-batch {self.fixed_batch}: must be at least 1")
-        return paths
-
-
-class Staging:
-    """Files written under temporary names in a hidden folder beside their targets.
-
-    ``file(target)`` hands out the temporary path and remembers the move; ``commit`` renames
-    every file into place (``os.replace`` within one folder: atomic per file). Leaving the
-    ``with`` block removes the temporary folders, so a failed export leaves nothing behind.
-    """
-
-    def __init__(self) -> None:
-        self._dirs: dict[Path, Path] = {}
-        self._moves: list[tuple[Path, Path]] = []
-
-    def __enter__(self) -> Staging:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for folder in self._dirs.values():
-            shutil.rmtree(folder, ignore_errors=True)
-
-    def _folder(self, parent: Path) -> Path:
-        if parent not in self._dirs:
-            parent.mkdir(parents=True, exist_ok=True)
-            self._dirs[parent] = Path(tempfile.mkdtemp(prefix=".edge_str-export-", dir=parent))
-        return self._dirs[parent]
-
-    def file(self, target: str | os.PathLike) -> Path:
-        """Where to write ``target`` now; ``commit`` moves it there."""
-        target = Path(target)
-        tmp = self._folder(target.parent) / target.name
-        self._moves.append((tmp, target))
-        return tmp
-
-    def scratch(self, name: str, near: str | os.PathLike) -> Path:
-        """A temporary file beside ``near`` that is never moved (removed with the folder)."""
-        return self._folder(Path(near).parent) / f"~{name}"
-
-    def commit(self) -> None:
-        for tmp, target in self._moves:
-            os.replace(tmp, target)
-
-
-# ----------------------------------------------------------------------------- adapters
-
-
-@dataclass
-class Prepared:
-    """What ``adapter.prepare`` returns: at least the reference logits; families add fields."""
-
-    reference: np.ndarray  # (N, C): the trained, still parametrized model on the held-out x
-
-
-@dataclass
-class GraphSpec:
-    """One graph an adapter supplies, with what it is checked against."""
-
-    role: str  # MAIN ("", FILE.onnx) or an entry of the adapter's extra_roles
-    model: onnx.ModelProto
-    float_ops: frozenset[str]  # the standard ops the float graph may use
-    int8_ops: frozenset[str]  # ... and its int8 version
-    weight_ops: frozenset[str]  # ops whose weight (input 1) --int8 stores as int8
-    inputs: torch.Tensor  # held-out inputs to run it on (raw, as a device gets them)
-    reference: np.ndarray  # the logits it must reproduce
-
-
-@dataclass
-class CheckedInt8:
-    model: onnx.ModelProto
-    logits: np.ndarray  # as ``run_onnx`` runs the file (weights dequantized once, float math)
-    file_bytes: int
-    figures: dict[str, Any]  # FILE.json's "int8" for this graph
-
-
-@dataclass
-class CheckedGraph:
-    """A graph that passed its checks, staged, with what onnxruntime gave on its inputs."""
-
-    spec: GraphSpec
-    name: str  # the file's name, for messages
-    logits: np.ndarray
-    parity: dict[str, float]  # max_abs_diff, top1_agreement against spec.reference
-    file_bytes: int
-    int8: CheckedInt8 | None = None
-
-    @property
-    def model(self) -> onnx.ModelProto:
-        return self.spec.model
-
-
-class ExportAdapter(ABC):
-    """One model family's part of an export: its graphs and its report fields (see the top)."""
-
-    family: str  # FILE.json's "family"
-    extra_roles: tuple[str, ...] = ()  # graphs besides FILE.onnx it may write, e.g. ("step",)
-
-    def check_options(self, options: ExportOptions, what: str) -> None:
-        """Refuse options that do not apply to the family; ``what`` names the run or model."""
-        return None
-
-    @abstractmethod
-    def check_model(self, model: torch.nn.Module, options: ExportOptions, what: str) -> None:
-        """Raise ``EdgeStrError`` when ``model`` cannot be exported with ``options``."""
-
-    def check_run(self, info: RunInfo, run_dir: str | os.PathLike) -> None:
-        """Refuse a run whose recorded input shape the family cannot take."""
-        return None
-
-    @abstractmethod
-    def check_inputs(self, model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-        """Held-out raw inputs as float32, or ``EdgeStrError`` for a shape the model refuses."""
-
-    @abstractmethod
-    def random_inputs(self, model: torch.nn.Module, info: RunInfo, n: int, seed: int):
-        """``n`` random raw inputs for a run without readable held-out data."""
-
-    @abstractmethod
-    def prepare(self, model: torch.nn.Module, x: torch.Tensor) -> Prepared: ...
-
-    @abstractmethod
-    def graphs(
-        self,
-        prepared: Prepared,
-        options: ExportOptions,
-        class_names: Sequence[str] | None,
-        scratch: Path,
-    ) -> list[GraphSpec]:
-        """The graphs to write, main first (``scratch``: a file the exporter may overwrite)."""
-
-    @abstractmethod
-    def report_fields(
-        self, prepared: Prepared, checked: dict[str, CheckedGraph], options: ExportOptions
-    ) -> dict[str, Any]:
-        """The family's FILE.json fields; a "warnings" list joins the report's warnings."""
-
-    def run_fields(self, info: RunInfo, run_dir: str | os.PathLike) -> dict[str, Any]:
-        """FILE.json fields that name the run exported."""
-        return {"run": str(run_dir), "task": info.config.task}
-
-    @abstractmethod
-    def summary_parts(self, report: dict[str, Any]) -> tuple[list[str], list[str]]:
-        """(head, tail) of the summary line: figures before the common parity/accuracy part
-        (after "exported FILE: ") and after it."""
-
-    def export(
-        self,
-        model: torch.nn.Module,
-        out: str | os.PathLike,
-        x: torch.Tensor,
-        y: torch.Tensor | None = None,
-        **options: Any,
-    ) -> dict[str, Any]:
-        """Export ``model`` of this family: ``pipeline.export(self, ...)`` (see there).
-
-        ``x`` are raw held-out inputs and ``y`` their labels, if known. Returns the report (also
-        FILE.json); raises ``EdgeStrError`` when the model cannot be exported or a check fails,
-        and then nothing is written.
-        """
-        return export(self, model, out, x, y, **options)
-
-
-def adapter_for_arch(arch: str) -> ExportAdapter:
-    """The exporter of a run's ``model.arch``."""
-    from edge_str.cnn.build import CNN_ARCHS
-
-    return _adapters()["cnn" if arch in CNN_ARCHS else "fastgrnn"]
-
-
-def _adapters() -> dict[str, ExportAdapter]:
-    from edge_str.export.cnn_adapter import CNN_ADAPTER
-    from edge_str.export.fastgrnn_adapter import FASTGRNN_ADAPTER
-
-    return {a.family: a for a in (FASTGRNN_ADAPTER, CNN_ADAPTER)}
-
-
-# ----------------------------------------------------------------------------- the report
-
-
-@dataclass
-class Accuracy:
-    """Top-1 accuracy on the held-out labels (None without labels)."""
-
-    torch: float | None
-    onnx: float | None
-    int8: float | None = None
-    int8_change: float | None = None  # int8 - onnx
-
-
-@dataclass
-class ExportReport:
-    """FILE.json: what every export reports; ``fields`` are the family's, ``files`` the paths of
-    its extra graphs, ``extra`` the caller's (the run); all three are flattened into the JSON."""
-
-    family: str
-    onnx: str
-    int8_onnx: str | None
-    opset: int
-    batch: int | str
-    class_names: list[str] | None
-    weight_bytes: dict[str, int]  # int8: estimated, or measured on the file when one is written
-    weight_bytes_int8_measured: bool
-    file_bytes: dict[str, int]
-    graph_nodes: int
-    op_types: list[str]
-    heldout: Heldout
-    max_abs_diff: float
-    top1_agreement: float
-    tolerance: float
-    accuracy: Accuracy
-    int8: dict[str, Any] | None
-    warnings: list[str]
-    files: dict[str, str | None] = field(default_factory=dict)
-    fields: dict[str, Any] = field(default_factory=dict)
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        own = {
-            name: value
-            for name, value in vars(self).items()
-            if name not in ("files", "fields", "extra", "heldout", "accuracy")
-        }
-        own["heldout"] = asdict(self.heldout)
-        own["accuracy"] = asdict(self.accuracy)
-        return {**own, **self.files, **self.fields, **self.extra}
+__all__ = ["Extension", "ExportContext", "export", "export_run", "summary_line"]
 
 
 @dataclass
@@ -379,9 +109,6 @@ class ExportContext:
 
 
 Extension = Callable[[ExportContext], dict[str, Any]]
-
-
-# ----------------------------------------------------------------------------- exporting
 
 
 def export(
@@ -622,33 +349,3 @@ def _write_checked(
     if not np.isfinite(logits).all():
         raise EdgeStrError(f"{what}: onnxruntime gives non-finite logits; not exported")
     return logits
-
-
-# ----------------------------------------------------------------------------- the summary
-
-
-def summary_line(report: dict[str, Any]) -> str:
-    """The one-line summary ``edge-str export`` prints (for a report of any family)."""
-    head, tail = _adapters()[report["family"]].summary_parts(report)
-    parts = [
-        f"exported {report['onnx']}: {head[0]}",
-        *head[1:],
-        f"file {kb(report['file_bytes']['onnx'])}",
-        f"max|ort-torch| {report['max_abs_diff']:.1g}",
-        f"top-1 agree {report['top1_agreement']:.0%}",
-    ]
-    accuracy = report["accuracy"]
-    if accuracy["onnx"] is not None:
-        parts.append(f"test acc {accuracy['onnx']:.2%}")
-    else:
-        parts.append(f"{report['heldout']['source']} held-out inputs, no accuracy")
-    if report["int8"] is not None:
-        text = f"int8 {kb(report['file_bytes']['int8'])}"
-        if accuracy["int8_change"] is not None:
-            text += f" acc {accuracy['int8']:.2%} ({accuracy['int8_change']:+.2%})"
-        parts.append(text)
-    return ", ".join(parts + tail)
-
-
-def kb(n: int) -> str:
-    return f"{n / 1000:.1f} KB"
