@@ -23,7 +23,17 @@ from edge_str.export.options import ExportOptions
 if TYPE_CHECKING:
     from edge_str.run import RunInfo
 
-__all__ = ["MAIN", "CheckedGraph", "CheckedInt8", "ExportAdapter", "GraphSpec", "Prepared"]
+__all__ = [
+    "MAIN",
+    "Checked",
+    "CheckedGraph",
+    "CheckedInt8",
+    "ExportAdapter",
+    "ExportJob",
+    "Fields",
+    "GraphSpec",
+    "Prepared",
+]
 
 
 @dataclass
@@ -70,6 +80,20 @@ class CheckedGraph:
         return self.spec.model
 
 
+@dataclass(frozen=True)
+class ExportJob:
+    """What the pipeline asks of an adapter's graphs: the options, the class names (stored in
+    each graph's metadata) and a scratch file the exporter may overwrite."""
+
+    options: ExportOptions
+    class_names: Sequence[str] | None
+    scratch: Path
+
+
+Checked = dict[str, CheckedGraph]  # role -> the graph that passed its checks
+Fields = dict[str, Any]  # FILE.json fields
+
+
 class ExportAdapter(ABC):
     """One model family's part of an export: its graphs and its report fields (see the top)."""
 
@@ -100,19 +124,11 @@ class ExportAdapter(ABC):
     def prepare(self, model: torch.nn.Module, x: torch.Tensor) -> Prepared: ...
 
     @abstractmethod
-    def graphs(
-        self,
-        prepared: Prepared,
-        options: ExportOptions,
-        class_names: Sequence[str] | None,
-        scratch: Path,
-    ) -> list[GraphSpec]:
-        """The graphs to write, main first (``scratch``: a file the exporter may overwrite)."""
+    def graphs(self, prepared: Prepared, job: ExportJob) -> list[GraphSpec]:
+        """The graphs to write, main first."""
 
     @abstractmethod
-    def report_fields(
-        self, prepared: Prepared, checked: dict[str, CheckedGraph], options: ExportOptions
-    ) -> dict[str, Any]:
+    def report_fields(self, prepared: Prepared, checked: Checked, job: ExportJob) -> Fields:
         """The family's FILE.json fields; a "warnings" list joins the report's warnings."""
 
     def run_fields(self, info: RunInfo, run_dir: str | os.PathLike) -> dict[str, Any]:

@@ -36,7 +36,6 @@ import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -51,8 +50,9 @@ from edge_str.cnn.flops import budget_report
 from edge_str.cnn.storage import weight_storage
 from edge_str.errors import EdgeStrError
 from edge_str.export import heldout
-from edge_str.export.adapter import MAIN, CheckedGraph, ExportAdapter, GraphSpec, Prepared
+from edge_str.export.adapter import Checked, ExportAdapter, ExportJob, Fields, GraphSpec, Prepared
 from edge_str.export.checks import weight_bytes
+from edge_str.export.files import MAIN
 from edge_str.export.options import ExportOptions
 from edge_str.export.passes import fold_constants, fuse_pad_into_conv
 from edge_str.export.report import kb
@@ -252,13 +252,8 @@ class CNNAdapter(ExportAdapter):
         shape = tuple(model.input_shape)
         return CNNPrepared(reference, shape, budget, storage, baked, baked_logits, layers, x)
 
-    def graphs(
-        self,
-        prepared: CNNPrepared,
-        options: ExportOptions,
-        class_names: Sequence[str] | None,
-        scratch: Path,
-    ) -> list[GraphSpec]:
+    def graphs(self, prepared: CNNPrepared, job: ExportJob) -> list[GraphSpec]:
+        options, class_names, scratch = job.options, job.class_names, job.scratch
         shape = prepared.model_input_shape
         name = input_name(shape)
         model = torch_to_onnx(
@@ -286,12 +281,7 @@ class CNNAdapter(ExportAdapter):
             )
         ]
 
-    def report_fields(
-        self,
-        prepared: CNNPrepared,
-        checked: dict[str, CheckedGraph],
-        options: ExportOptions,
-    ) -> dict[str, Any]:
+    def report_fields(self, prepared: CNNPrepared, checked: Checked, job: ExportJob) -> Fields:
         onnx_model, names, layers = (
             checked[MAIN].model,
             prepared.layer_initializers,

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -41,7 +40,7 @@ import numpy as np
 import torch
 
 from edge_str.errors import EdgeStrError
-from edge_str.export.adapter import MAIN, CheckedGraph, ExportAdapter, GraphSpec, Prepared
+from edge_str.export.adapter import Checked, ExportAdapter, ExportJob, Fields, GraphSpec, Prepared
 from edge_str.export.checks import max_abs_diff, op_types, weight_bytes
 from edge_str.export.compact_model import (
     CompactFastGRNN,
@@ -50,6 +49,7 @@ from edge_str.export.compact_model import (
     compact_fastgrnn,
     refuse_unexportable,
 )
+from edge_str.export.files import MAIN
 from edge_str.export.heldout import random_inputs
 from edge_str.export.options import DEFAULT_OPSET, ExportOptions
 from edge_str.export.quantize import MATMUL_WEIGHTS
@@ -156,13 +156,8 @@ class FastGRNNAdapter(ExportAdapter):
             model.train(was_training)
         return FastGRNNPrepared(reference, compact, summary, cost, x, compact_logits)
 
-    def graphs(
-        self,
-        prepared: FastGRNNPrepared,
-        options: ExportOptions,
-        class_names: Sequence[str] | None,
-        scratch: Path,
-    ) -> list[GraphSpec]:
+    def graphs(self, prepared: FastGRNNPrepared, job: ExportJob) -> list[GraphSpec]:
+        options, class_names, scratch = job.options, job.class_names, job.scratch
         compact, x = prepared.compact, prepared.x
         steps, features = x.shape[1], compact.input_size
         # Sequence graph: raw features (batch, T, F) -> logits.
@@ -217,12 +212,8 @@ class FastGRNNAdapter(ExportAdapter):
             )
         return specs
 
-    def report_fields(
-        self,
-        prepared: FastGRNNPrepared,
-        checked: dict[str, CheckedGraph],
-        options: ExportOptions,
-    ) -> dict[str, Any]:
+    def report_fields(self, prepared: FastGRNNPrepared, checked: Checked, job: ExportJob) -> Fields:
+        options = job.options
         compact, cost, x = prepared.compact, prepared.cost, prepared.x
         seq = checked[MAIN]
         body = loop_body(seq.model)

@@ -60,6 +60,7 @@ from edge_str.export.adapter import (
     CheckedGraph,
     CheckedInt8,
     ExportAdapter,
+    ExportJob,
     GraphSpec,
     Prepared,
     adapter_for_arch,
@@ -207,14 +208,13 @@ def _export(
     prepared = adapter.prepare(model, x)
     tolerance = PARITY_TOLERANCE
     with Staging() as stage:
-        specs = adapter.graphs(
-            prepared, options, class_names, stage.scratch("raw.onnx", paths.onnx)
-        )
+        job = ExportJob(options, class_names, stage.scratch("raw.onnx", paths.onnx))
+        specs = adapter.graphs(prepared, job)
         checked = {
             spec.role: _check(spec, paths, stage, options.int8, tolerance, y_np) for spec in specs
         }
         main = checked[MAIN]
-        fields = adapter.report_fields(prepared, checked, options)
+        fields = adapter.report_fields(prepared, checked, job)
         warnings = fields.pop("warnings", [])
         accuracy = Accuracy(
             torch=accuracy_of(prepared.reference, y_np), onnx=accuracy_of(main.logits, y_np)
