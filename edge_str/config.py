@@ -10,79 +10,71 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from edge_str.data import DataConfig
+from edge_str.data import TASKS, DataConfig
 from edge_str.errors import EdgeStrError
+from edge_str.families import ARCHS, FAMILIES, family_of
+from edge_str.files import read_document
+from edge_str.validation import (
+    SettingError,
+    build_section,
+    check_settings,
+    drop_none,
+    field_names,
+    given_paths,
+    merge,
+    setting,
+)
 
-TASKS = ("google12", "har2", "har6", "digits")
 OPTIMIZERS = ("adam", "sgd")
 
 
 @dataclass
-class ModelConfig:
-    arch: str = "fastgrnn"  # fastgrnn | dscnn | dscnn-m | dscnn-l | resnet | mobilenetv1
-    hidden: int = 100
-    rank_mode: str = "str"  # FastGRNN matrices: str (learned rank) | fixed | dense
-    rank_w: int | None = None  # fixed mode: rank of W (default full)
-    rank_u: int | None = None  # fixed mode: rank of U (default full)
-    s_init: float = -10.0  # STR threshold init; g = exp on singular values: exp(-10) ~ 4.5e-5
-    # STR mode: refactor W1·diag(sigma)·W2 as its SVD after every epoch, so the threshold acts
-    # on true singular values (see edge_str.lowrank). Off, sigma drifts from them and W keeps
-    # full rank on the demo data (measured).
-    svd_each_epoch: bool = True
-    # FastGRNN time loop: auto (C++ kernel where it builds, else PyTorch) | cpp | torch | loop
-    # (reference Python loop); see edge_str.fastgrnn.FastGRNN. EDGE_STR_FUSED_EXT overrides the
-    # C++ build.
-    backend: str = "auto"
-    # CNN path
-    sparsity: str = "str"  # str | gmp | dense (CNN weights)
-    str_granularity: str = "layer"  # layer | global | channel | weight
-    # g = sigmoid on weights. At s << 0, g'(s) ~ 0 and only weight decay moves s (Adam: ~lr per
-    # step), so s_init sets when thresholds bite: -8 (g = 3.4e-4) bites within a 30-epoch run;
-    # the paper's -100 .. -12800 suit its 100+ epoch runs and leave short runs dense.
-    cnn_s_init: float = -8.0
-    sparsify_first_last: bool = False
-    width: float = 1.0  # CNN width multiplier
-    depth: int = 18  # ResNet depth: 10 | 18 | 34 (BasicBlock), 50 | 101 | 152 (Bottleneck)
-    stem: str = "auto"  # ResNet/MobileNetV1 stem: auto | imagenet | cifar (auto: by image size)
-    gmp_target: float = 0.9  # GMP overall target sparsity
-    gmp_start_epoch: int = 0
-    gmp_end_fraction: float = 0.75  # GMP reaches its target at this fraction of training
-    gmp_interval: int = 0  # GMP: optimizer steps between mask updates (Delta_t); 0: once per epoch
-    budget_from: str | None = None  # RUN of an STR model whose per-layer sparsities GMP targets
+class SharedModelConfig:
+    """The ``model`` settings of every family."""
+
+    arch: str = setting("fastgrnn", choices=ARCHS)  # fastgrnn | dscnn | dscnn-m | ... (families)
     # A state_dict (.pt, or a checkpoint with a "model" entry) to start from instead of the
     # random init: fine-tuning, e.g. of a truncated-SVD model.
     init_weights: str | None = None
 
 
 @dataclass
+class ModelConfig(*reversed([family.config for family in FAMILIES]), SharedModelConfig):
+    """The ``model`` section: the shared settings and every family's (``edge_str.families``).
+
+    One flat mapping, so YAML files and run folders keep one layout; the family of ``arch``
+    reads its own fields, and a user setting another family's is refused (``make_config``).
+    """
+
+
+@dataclass
 class OptimConfig:
-    epochs: int = 30
-    batch_size: int = 100
+    # 0 only in a run made without training (the rank study's SVD truncations); train() needs 1+
+    epochs: int = setting(30, at_least=0)
+    batch_size: int = setting(100, at_least=1)
     # adam: the FastGRNN paper's. sgd: the STR paper's CNN runs (Nesterov, momentum 0.875 on
     # ImageNet, 0.9 on CIFAR), where a threshold's step follows its summed task gradient; Adam
     # normalises that away and moves every layer's s at ~lr per step.
-    optimizer: str = "adam"
-    momentum: float = 0.9  # sgd only
+    optimizer: str = setting("adam", choices=OPTIMIZERS)
+    momentum: float = setting(0.9, at_least=0)  # sgd only
     nesterov: bool = True  # sgd only
-    lr: float = 1e-2
-    weight_decay: float = 1e-4  # mu of STR: the same decay on weights and thresholds ...
-    threshold_decay: float | None = None  # ... unless set here
-    lr_decay_epochs: int = 0  # 0: cosine decay over all epochs; N: halve every N epochs
-    grad_clip: float = 5.0
+    lr: float = setting(1e-2, above=0)
+    weight_decay: float = setting(1e-4, at_least=0)  # mu of STR: the same decay on weights ...
+    threshold_decay: float | None = setting(None, at_least=0)  # ... and thresholds, unless set
+    lr_decay_epochs: int = setting(0, at_least=0)  # 0: cosine over all epochs; N: halve every N
+    grad_clip: float = setting(5.0, at_least=0)  # max gradient norm; 0: no clipping
 
 
 @dataclass
 class TrainConfig:
-    task: str = "google12"
+    task: str = setting("google12", choices=TASKS)
     data_dir: str = ""
     out: str = ""
-    seed: int = 0
-    device: str = "cpu"
+    seed: int = setting(0, at_least=0, at_most=2**32 - 1)  # numpy's seed range
+    device: str = setting("cpu", choices=("cpu", "cuda"))
     # CPU threads for torch; 0 keeps torch's default. The models are small: on few cores one
     # thread is often faster than several (less synchronisation per tiny op).
-    threads: int = 0
+    threads: int = setting(0, at_least=0)
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -92,17 +84,45 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any], source: str = "config") -> TrainConfig:
-        raw = dict(raw)
-        sections = {"model": ModelConfig, "optim": OptimConfig, "data": DataConfig}
-        kwargs: dict[str, Any] = {}
-        for key, value in raw.items():
-            if key in sections:
-                kwargs[key] = _build(sections[key], value or {}, f"{source}: {key}")
-            elif key in _field_names(cls):
-                kwargs[key] = value
-            else:
-                raise EdgeStrError(f"{source}: unknown setting {key!r}")
-        return cls(**kwargs)
+        """The config a mapping (YAML, a run's config.json) describes, every setting checked."""
+        try:
+            return _build_train_config(raw)
+        except SettingError as error:
+            raise EdgeStrError(f"{source}: {error.detail}") from None
+
+
+SECTIONS: dict[str, type] = {"model": ModelConfig, "optim": OptimConfig, "data": DataConfig}
+
+
+def check_config(cfg: TrainConfig) -> None:
+    """The loader's checks on a config made or changed in Python (``train(cfg)``)."""
+    try:
+        check_settings(cfg)
+        for key in SECTIONS:
+            check_settings(getattr(cfg, key), (key,))
+    except SettingError as error:
+        raise EdgeStrError(f"config: {error.detail}") from None
+
+
+def _build_train_config(raw: dict[str, Any]) -> TrainConfig:
+    """The one pass: unknown keys, then each section and the top-level settings checked."""
+    for key in raw:
+        if key not in field_names(TrainConfig):
+            raise SettingError((str(key),), f"unknown setting {key!r}")
+    cfg = build_section(TrainConfig, {k: v for k, v in raw.items() if k not in SECTIONS})
+    for key, cls in SECTIONS.items():
+        if key in raw:
+            setattr(cfg, key, _build_section(cls, raw[key] or {}, key))
+    return cfg
+
+
+def _build_section(cls: type, raw: Any, key: str) -> Any:
+    try:
+        return build_section(cls, raw, (key,))
+    except SettingError:
+        raise
+    except EdgeStrError as error:  # DataConfig's own checks (they name the setting)
+        raise SettingError((key,), str(error)) from None
 
 
 # FastGRNN paper settings: Google-12 hidden 100, HAR-2 hidden 80 (batch 100, lr 1e-2).
@@ -114,37 +134,9 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
-def _field_names(cls) -> set[str]:
-    return {f.name for f in dataclasses.fields(cls)}
-
-
-def _build(cls, raw: dict[str, Any], source: str):
-    if not isinstance(raw, dict):
-        raise EdgeStrError(f"{source}: expected a mapping, got {raw!r}")
-    unknown = set(raw) - _field_names(cls)
-    if unknown:
-        raise EdgeStrError(f"{source}: unknown setting(s) {', '.join(sorted(unknown))}")
-    return cls(**raw)
-
-
-def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in update.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
 def read_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise EdgeStrError(f"{path}: config file not found") from None
-    except yaml.YAMLError as error:
-        raise EdgeStrError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
+    raw = read_document(path, "config file not found", "YAML", "config file")
     if raw is None:
         return {}
     if not isinstance(raw, dict):
@@ -163,27 +155,53 @@ def make_config(
 
     ``overrides`` is nested like the YAML (``{"model": {"hidden": 64}, "seed": 3}``); None values
     are ignored so unset command-line flags leave the file's values alone.
+
+    Every setting is checked here, once: a bad one is one ``EdgeStrError`` line naming where it
+    came from (the file, or "command line" for ``overrides``), the setting and what it accepts.
+    A setting the user gave that the model does not use (another family's, or ``rank_w``
+    outside rank_mode fixed) is refused the same way.
     """
-    raw: dict[str, Any] = {}
-    if yaml_path is not None:
-        raw = read_yaml(yaml_path)
+    raw = read_yaml(yaml_path) if yaml_path is not None else {}
+    source = str(yaml_path) if yaml_path is not None else "config"
+    return config_from_settings(task, raw, overrides, source)
+
+
+def config_from_settings(
+    task: str | None, raw: dict[str, Any], overrides: dict[str, Any] | None, source: str
+) -> TrainConfig:
+    """``make_config`` for settings already read from the file ``source``."""
+    flags = drop_none(overrides or {})
+
+    def where(path: tuple[str, ...]) -> str:
+        from_flags = any(given[: len(path)] == path for given in given_paths(flags))
+        return "command line" if from_flags else source
+
     task = task or raw.get("task", "google12")
     if task not in TASKS:
-        raise EdgeStrError(f"unknown task {task!r}; choose from {', '.join(TASKS)}")
-    merged = _merge(TASK_DEFAULTS.get(task, {}), raw)
-    merged = _merge(merged, _drop_none(overrides or {}))
+        raise EdgeStrError(f"unknown task {task!r}; choose from {', '.join(map(str, TASKS))}")
+    merged = merge(merge(TASK_DEFAULTS.get(task, {}), raw), flags)
     merged["task"] = task
-    source = str(yaml_path) if yaml_path is not None else "config"
-    return TrainConfig.from_dict(merged, source)
+    try:
+        cfg = _build_train_config(merged)
+    except SettingError as error:
+        raise EdgeStrError(f"{where(error.path)}: {error.detail}") from None
+    given = given_paths(raw) | given_paths(flags)
+    for path, why in _unused_settings(cfg.model).items():
+        if path in given:
+            raise EdgeStrError(f"{where(path)}: {'.'.join(path)} {why}")
+    return cfg
 
 
-def _drop_none(tree: dict[str, Any]) -> dict[str, Any]:
-    out = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            value = _drop_none(value)
-            if value:
-                out[key] = value
-        elif value is not None:
-            out[key] = value
-    return out
+def _unused_settings(model: ModelConfig) -> dict[tuple[str, ...], str]:
+    """The ``model`` settings ``model.arch`` does not read, each with why."""
+    family = family_of(model.arch)
+    own = field_names(family.config) | field_names(SharedModelConfig)
+    unused: dict[tuple[str, ...], str] = {}
+    for other in FAMILIES:
+        for name in sorted(field_names(other.config) - own):
+            unused[("model", name)] = (
+                f"is a setting of {other.name} models; model.arch {model.arch!r} is {family.name}"
+            )
+    for name, why in family.unused_settings(model).items():
+        unused[("model", name)] = why
+    return unused

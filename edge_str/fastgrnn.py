@@ -17,6 +17,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from edge_str.defaults import LOWRANK_S_INIT
 from edge_str.fused import BACKENDS, fastgrnn_sequence
 from edge_str.lowrank import LowRankMatrix
 from edge_str.normalize import FeatureNormalizer
@@ -57,7 +58,7 @@ class FastGRNNCell(nn.Module):
         u_mode: str = "str",
         rank_w: int | None = None,
         rank_u: int | None = None,
-        s_init: float = -10.0,
+        s_init: float = LOWRANK_S_INIT,
         zeta_init: float = 1.0,
         nu_init: float = -4.0,
     ) -> None:

@@ -29,9 +29,26 @@ from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils import parametrize
 
+from edge_str.defaults import LOWRANK_S_INIT
+from edge_str.errors import EdgeStrError
 from edge_str.parametrization import apply_str, str_parametrizations
 
 RANK_MODES = ("dense", "fixed", "str")
+
+
+class InvalidRank(EdgeStrError, ValueError):
+    """A rank outside 1..full rank: a user's setting (one line) and a bad argument alike."""
+
+
+def full_rank(out_features: int, in_features: int) -> int:
+    """The rank of a generic (out_features x in_features) matrix: min(m, n)."""
+    return min(out_features, in_features)
+
+
+def check_rank(rank: int | None, full: int, what: str = "rank") -> None:
+    """Refuse a rank outside 1..``full`` (None: full rank)."""
+    if rank is not None and not 1 <= rank <= full:
+        raise InvalidRank(f"{what} must be in 1..{full}, got {rank}")
 
 
 def default_dense_init(out_features: int, in_features: int, generator=None) -> torch.Tensor:
@@ -50,14 +67,14 @@ class LowRankMatrix(nn.Module):
         mode: str = "str",
         rank: int | None = None,
         *,
-        s_init: float = -10.0,
+        s_init: float = LOWRANK_S_INIT,
         init: torch.Tensor | None = None,
     ) -> None:
         super().__init__()
         if mode not in RANK_MODES:
             raise ValueError(f"mode must be one of {RANK_MODES}, got {mode!r}")
         self.out_features, self.in_features, self.mode = out_features, in_features, mode
-        full = min(out_features, in_features)
+        full = full_rank(out_features, in_features)
         dense = default_dense_init(out_features, in_features) if init is None else init
         if dense.shape != (out_features, in_features):
             raise ValueError(
@@ -67,9 +84,8 @@ class LowRankMatrix(nn.Module):
             self.weight = nn.Parameter(dense.clone())
             self.rank = full
             return
+        check_rank(rank, full, f"rank of a {out_features}x{in_features} matrix")
         self.rank = full if rank is None else int(rank)
-        if not 1 <= self.rank <= full:
-            raise ValueError(f"rank must be in 1..{full} for a {out_features}x{in_features} matrix")
         # Start from the (truncated) SVD of a standard dense init: at full rank, W1·diag(σ)·W2
         # reproduces the dense matrix exactly, so training starts where dense training starts.
         u, sv, vh = torch.linalg.svd(dense.double(), full_matrices=False)
@@ -82,7 +98,7 @@ class LowRankMatrix(nn.Module):
 
     @property
     def full_rank(self) -> int:
-        return min(self.out_features, self.in_features)
+        return full_rank(self.out_features, self.in_features)
 
     def matrix(self) -> torch.Tensor:
         """W (m x n). Under ``parametrize.cached()`` the thresholded sigma is computed once."""

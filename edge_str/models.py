@@ -4,28 +4,22 @@ from __future__ import annotations
 
 from torch import nn
 
-from edge_str.cnn.build import CNN_ARCHS, build_cnn
 from edge_str.config import ModelConfig
-from edge_str.errors import EdgeStrError
-from edge_str.fastgrnn import LOOP_BACKENDS, FastGRNNClassifier
-from edge_str.lowrank import RANK_MODES
+from edge_str.families import family_of
+from edge_str.fastgrnn import FastGRNNClassifier
+from edge_str.lowrank import check_rank, full_rank
+from edge_str.validation import check_settings
 
 
 def build_fastgrnn(
     cfg: ModelConfig, input_shape: tuple[int, ...], num_classes: int
 ) -> FastGRNNClassifier:
-    if cfg.rank_mode not in RANK_MODES:
-        raise EdgeStrError(f"--rank-mode must be one of {', '.join(RANK_MODES)}")
-    if cfg.backend not in LOOP_BACKENDS:
-        raise EdgeStrError(f"--backend must be one of {', '.join(LOOP_BACKENDS)}")
+    check_settings(cfg, ("model",))
     features = input_shape[-1]
     fixed = cfg.rank_mode == "fixed"
-    for name, rank, full in (
-        ("W", cfg.rank_w, min(cfg.hidden, features)),
-        ("U", cfg.rank_u, cfg.hidden),
-    ):
-        if fixed and rank is not None and not 1 <= rank <= full:
-            raise EdgeStrError(f"rank of {name} must be in 1..{full}, got {rank}")
+    if fixed:  # the ranks' range depends on the data's feature count: checked here, once
+        check_rank(cfg.rank_w, full_rank(cfg.hidden, features), "rank of W")
+        check_rank(cfg.rank_u, full_rank(cfg.hidden, cfg.hidden), "rank of U")
     return FastGRNNClassifier(
         features,
         cfg.hidden,
@@ -41,8 +35,4 @@ def build_fastgrnn(
 
 def build_model(cfg: ModelConfig, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
     """The classifier for ``cfg.arch``; its first module normalises raw features."""
-    if cfg.arch == "fastgrnn":
-        return build_fastgrnn(cfg, input_shape, num_classes)
-    if cfg.arch in CNN_ARCHS:
-        return build_cnn(cfg, input_shape, num_classes)
-    raise EdgeStrError(f"unknown model {cfg.arch!r}")
+    return family_of(cfg.arch).build(cfg, input_shape, num_classes)

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from edge_str.defaults import SIGMOID_S_INIT
 from edge_str.soft_threshold import soft_threshold, threshold_function
 
 GRANULARITIES = ("layer", "global", "channel", "weight")
@@ -67,7 +68,7 @@ def apply_str(
     *,
     g: str = "sigmoid",
     granularity: str = "layer",
-    s_init: float = -100.0,
+    s_init: float = SIGMOID_S_INIT,
     shared: nn.Parameter | None = None,
 ) -> nn.Module:
     """Reparameterize ``module.<name>`` as S_g(<name>, s) with a learned threshold ``s``.
@@ -125,7 +126,7 @@ def sparsify(
     layer_types: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv1d, nn.Conv2d),
     g: str = "sigmoid",
     granularity: str = "layer",
-    s_init: float = -100.0,
+    s_init: float = SIGMOID_S_INIT,
     skip: Iterable[str] = (),
 ) -> list[str]:
     """Attach STR to the ``weight`` of every layer of ``layer_types`` not named in ``skip``.

@@ -5,13 +5,12 @@ from __future__ import annotations
 from edge_str.cnn.blocks import ImageClassifier
 from edge_str.cnn.dscnn import DSCNN
 from edge_str.cnn.mobilenet import MobileNetV1
-from edge_str.cnn.resnet import RESNET_DEPTHS, STEMS, ResNet
+from edge_str.cnn.resnet import ResNet
 from edge_str.cnn.sparsity import attach_sparsity
 from edge_str.config import ModelConfig
 from edge_str.errors import EdgeStrError
-
-# arch name -> what it builds; "dscnn" is Hello Edge's DS-CNN-S.
-CNN_ARCHS = ("dscnn", "dscnn-m", "dscnn-l", "resnet", "mobilenetv1")
+from edge_str.families.cnn import CNN_ARCHS
+from edge_str.validation import check_settings
 
 
 def build_cnn_network(
@@ -20,10 +19,7 @@ def build_cnn_network(
     """The dense network of ``cfg.arch`` (no sparsity attached)."""
     if cfg.arch not in CNN_ARCHS:
         raise EdgeStrError(f"unknown CNN {cfg.arch!r}; choose from {', '.join(CNN_ARCHS)}")
-    if not cfg.width > 0:
-        raise EdgeStrError(f"width must be positive, got {cfg.width}")
-    if cfg.stem not in STEMS:
-        raise EdgeStrError(f"stem must be one of {', '.join(STEMS)}, got {cfg.stem!r}")
+    check_settings(cfg, ("model",))  # width, stem, depth, ...: the config's one check
     if len(input_shape) not in (2, 3):
         raise EdgeStrError(
             f"a CNN takes (T, F) features or an (H, W, C) image, not input shape {input_shape}"
@@ -32,9 +28,6 @@ def build_cnn_network(
         size = cfg.arch.partition("-")[2] or "s"
         return DSCNN(input_shape, num_classes, size=size, width=cfg.width)
     if cfg.arch == "resnet":
-        if cfg.depth not in RESNET_DEPTHS:
-            depths = ", ".join(map(str, RESNET_DEPTHS))
-            raise EdgeStrError(f"ResNet depth must be one of {depths}, got {cfg.depth}")
         return ResNet(input_shape, num_classes, depth=cfg.depth, width=cfg.width, stem=cfg.stem)
     return MobileNetV1(input_shape, num_classes, width=cfg.width, stem=cfg.stem)
 

@@ -34,7 +34,6 @@ Trainer contract (see ``prepare_sparsity``):
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -45,6 +44,7 @@ from torch.nn.utils import parametrize
 
 from edge_str.config import ModelConfig
 from edge_str.errors import EdgeStrError
+from edge_str.files import read_document
 from edge_str.parametrization import (
     GRANULARITIES,
     _SoftThreshold,
@@ -328,12 +328,7 @@ def read_budget(source: str | Path) -> dict[str, dict[str, Any]]:
     path = Path(source)
     if path.is_dir():
         path = path / "final.json"
-    try:
-        raw = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise EdgeStrError(f"{path}: missing; budget_from must name a finished STR run") from None
-    except json.JSONDecodeError as error:
-        raise EdgeStrError(f"{path}: not valid JSON ({error})") from None
+    raw = read_document(path, "missing; budget_from must name a finished STR run", what="budget")
     layers = raw.get("budget", {}).get("layers") if isinstance(raw, dict) else None
     if not isinstance(layers, list):
         raise EdgeStrError(f'{path}: no per-layer budget ("budget": {{"layers": [...]}})')

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from edge_str.cnn.build import CNN_ARCHS
 from edge_str.config import OPTIMIZERS, TASKS, make_config
+from edge_str.families import ARCHS, family_of
 from edge_str.fastgrnn import LOOP_BACKENDS
 from edge_str.lowrank import RANK_MODES
 from edge_str.parametrization import GRANULARITIES
@@ -28,7 +28,7 @@ def register(subparsers) -> None:
     p.add_argument("--optimizer", help=f"{' | '.join(OPTIMIZERS)} (default adam; sgd: Nesterov)")
     p.add_argument("--seed", type=int)
     p.add_argument("--device", choices=("cpu", "cuda"))
-    p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's)")
+    p.add_argument("--threads", type=int, help="CPU threads for torch (0, the default: torch's)")
     p.add_argument("--hidden", type=int, help="FastGRNN hidden size")
     p.add_argument("--rank-mode", choices=RANK_MODES, help="FastGRNN W/U: learned, fixed or dense")
     p.add_argument("--rank-w", type=int, help="rank of W in fixed mode")
@@ -42,7 +42,7 @@ def register(subparsers) -> None:
         help="FastGRNN time loop: auto (C++ kernel where it builds), cpp, torch, loop (reference)",
     )
     cnn = p.add_argument_group("CNN path")
-    cnn.add_argument("--model", dest="arch", choices=("fastgrnn", *CNN_ARCHS), help="architecture")
+    cnn.add_argument("--model", dest="arch", choices=ARCHS, help="architecture")
     cnn.add_argument("--sparsity", choices=("str", "gmp", "dense"), help="CNN weight sparsity")
     cnn.add_argument("--str-granularity", choices=GRANULARITIES, help="thresholds per ...")
     cnn.add_argument("--cnn-s-init", type=float, help="initial s of the CNN thresholds (sigmoid)")
@@ -104,14 +104,10 @@ def run(args: argparse.Namespace) -> int:
     if not cfg.data_dir and not args.resume and cfg.task != "digits":
         raise EdgeStrError("--data is required (or data_dir in the --config file)")
     final = train(cfg, resume=args.resume)
-    ranks, full = final.get("ranks"), final.get("full_ranks")
-    if ranks:
-        shape = f" ranks W {ranks['W']}/{full['W']} U {ranks['U']}/{full['U']},"
-    else:
-        shape = f" sparsity {final['sparsity']:.1%}, MACs {final['macs']:,},"
+    shape = family_of(final["arch"]).final_text(final)
     print(
         f"trained {final['task']} {final['arch']}: test {final['test_accuracy']:.2%} "
-        f"(val {final['val_accuracy']:.2%}),{shape} {final['params']:,} params "
+        f"(val {final['val_accuracy']:.2%}), {shape}, {final['params']:,} params "
         f"-> {args.out}/final.json"
     )
     return 0

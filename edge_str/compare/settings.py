@@ -20,13 +20,14 @@ For the epochs of the study: preset < YAML ``optim.epochs`` < YAML ``compare.epo
 from __future__ import annotations
 
 import dataclasses
-import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edge_str.config import TrainConfig, make_config, read_yaml
+from edge_str.config import TrainConfig, config_from_settings, read_yaml
+from edge_str.defaults import STUDY_S_INIT
 from edge_str.errors import EdgeStrError
+from edge_str.validation import SettingError, build_section, setting
 
 # Tasks whose model is a FastGRNN (the study compares ranks of its W and U).
 COMPARE_TASKS = ("google12", "har2", "har6")
@@ -35,73 +36,39 @@ COMPARE_TASKS = ("google12", "har2", "har6")
 @dataclass
 class CompareSettings:
     # (rank W, rank U) of each fixed-rank run; a rank above the matrix's full rank fails that run.
-    fixed_ranks: list[list[int]] = field(default_factory=lambda: [[4, 8], [8, 16]])
+    fixed_ranks: list[list[int]] = setting(factory=lambda: [[4, 8], [8, 16]])
     # mu (weight decay of weights and thresholds) of each STR run.
-    str_weight_decays: list[float] = field(default_factory=lambda: [3e-3, 1e-2])
-    # STR threshold init for the study's STR runs. The trainer's default (-10: exp(-10) = 4.5e-5)
-    # leaves every rank alive in runs of a few hundred steps: Adam moves s by at most ~lr per
-    # step, and the sigmas of a trained W1·diag(σ)·W2 sit around 0.1 .. 2.
-    str_s_init: float = -2.0
-    finetune_epochs: int = 5
-    finetune_lr: float | None = None  # None: the training config's lr
-    epochs: int | None = None  # None: the training config's optim.epochs
+    str_weight_decays: list[float] = setting(factory=lambda: [3e-3, 1e-2], at_least=0)
+    # STR threshold init for the study's STR runs (see edge_str.defaults).
+    str_s_init: float = STUDY_S_INIT
+    finetune_epochs: int = setting(5, at_least=1)
+    finetune_lr: float | None = setting(None, above=0)  # None: the training config's lr
+    epochs: int | None = setting(None, at_least=1)  # None: the training config's optim.epochs
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any], source: str = "compare") -> CompareSettings:
-        if not isinstance(raw, dict):
-            raise EdgeStrError(f"{source}: expected a mapping, got {raw!r}")
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(raw) - names)
-        if unknown:
-            raise EdgeStrError(f"{source}: unknown setting(s) {', '.join(unknown)}")
-        settings = cls(**raw)
+        try:
+            settings = build_section(cls, raw)
+        except SettingError as error:
+            raise EdgeStrError(f"{source}: {error.detail}") from None
         settings.check(source)
         return settings
 
     def check(self, source: str = "compare") -> None:
-        """Types and ranges; ranks are checked against the model when each run starts."""
+        """What the field types do not say; ranks are checked against the model at each run."""
 
         def bad(name: str, why: str) -> EdgeStrError:
             return EdgeStrError(f"{source}: {name}={getattr(self, name)!r}: {why}")
 
-        if not isinstance(self.fixed_ranks, list) or not all(
-            isinstance(pair, list | tuple)
-            and len(pair) == 2
-            and all(isinstance(r, int) and not isinstance(r, bool) for r in pair)
-            for pair in self.fixed_ranks
-        ):
+        if not all(len(pair) == 2 for pair in self.fixed_ranks):
             raise bad("fixed_ranks", "expected a list of [rank W, rank U] pairs of integers")
-        self.fixed_ranks = [[int(w), int(u)] for w, u in self.fixed_ranks]
-        if not isinstance(self.str_weight_decays, list) or not all(
-            _is_number(mu) and mu >= 0 for mu in self.str_weight_decays
-        ):
-            raise bad("str_weight_decays", "expected a list of numbers >= 0")
-        self.str_weight_decays = [float(mu) for mu in self.str_weight_decays]
         if len(set(self.str_weight_decays)) != len(self.str_weight_decays):
             raise bad("str_weight_decays", "holds the same value twice")
         if len({tuple(p) for p in self.fixed_ranks}) != len(self.fixed_ranks):
             raise bad("fixed_ranks", "holds the same pair twice")
-        if not _is_number(self.str_s_init):
-            raise bad("str_s_init", "must be a number")
-        if not _is_int(self.finetune_epochs) or self.finetune_epochs < 1:
-            raise bad("finetune_epochs", "must be an integer >= 1")
-        if self.finetune_lr is not None and not (
-            _is_number(self.finetune_lr) and self.finetune_lr > 0
-        ):
-            raise bad("finetune_lr", "must be a number > 0, or null")
-        if self.epochs is not None and not (_is_int(self.epochs) and self.epochs >= 1):
-            raise bad("epochs", "must be an integer >= 1, or null")
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 # Presets per task, measured on the demo data of `edge-str data synth` (20 epochs, seed 0), with
@@ -112,43 +79,28 @@ def _is_int(value: Any) -> bool:
 #   (9, 80); the fixed-rank grid spans the same sizes.
 # * google12: mu 1e-4 .. 1e-3 gives W 30 .. 6 of 32 and U 37 .. 4 of 100; at 3e-3 the ranks
 #   collapse (W 3, U 1) before the model learns (22% against dense 65%).
-PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+# The schedule of every task's grids: (fine-tune epochs, fine-tune lr, epochs of each run).
+_SCHEDULES = {
+    "full": {"finetune_epochs": 5, "finetune_lr": 3e-3, "epochs": 20},
+    "quick": {"finetune_epochs": 3, "finetune_lr": 3e-3, "epochs": 10},
+}
+# task -> size -> ((rank W, rank U) of the fixed runs, mu of the STR runs)
+_GRIDS: dict[str, dict[str, tuple[list[list[int]], list[float]]]] = {
     "har2": {
-        "full": {
-            "fixed_ranks": [[3, 2], [6, 2], [9, 4], [9, 8], [9, 16]],
-            "str_weight_decays": [1e-4, 3e-4, 1e-3, 3e-3, 1e-2],
-            "str_s_init": -2.0,
-            "finetune_epochs": 5,
-            "finetune_lr": 3e-3,
-            "epochs": 20,
-        },
-        "quick": {
-            "fixed_ranks": [[9, 4], [9, 16]],
-            "str_weight_decays": [3e-4, 3e-3],
-            "str_s_init": -2.0,
-            "finetune_epochs": 3,
-            "finetune_lr": 3e-3,
-            "epochs": 10,
-        },
+        "full": ([[3, 2], [6, 2], [9, 4], [9, 8], [9, 16]], [1e-4, 3e-4, 1e-3, 3e-3, 1e-2]),
+        "quick": ([[9, 4], [9, 16]], [3e-4, 3e-3]),
     },
     "google12": {
-        "full": {
-            "fixed_ranks": [[8, 8], [16, 16], [16, 25], [32, 16], [32, 50]],
-            "str_weight_decays": [1e-4, 3e-4, 6e-4, 1e-3],
-            "str_s_init": -2.0,
-            "finetune_epochs": 5,
-            "finetune_lr": 3e-3,
-            "epochs": 20,
-        },
-        "quick": {
-            "fixed_ranks": [[16, 25], [32, 50]],
-            "str_weight_decays": [1e-4, 1e-3],
-            "str_s_init": -2.0,
-            "finetune_epochs": 3,
-            "finetune_lr": 3e-3,
-            "epochs": 10,
-        },
+        "full": ([[8, 8], [16, 16], [16, 25], [32, 16], [32, 50]], [1e-4, 3e-4, 6e-4, 1e-3]),
+        "quick": ([[16, 25], [32, 50]], [1e-4, 1e-3]),
     },
+}
+PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    task: {
+        size: {"fixed_ranks": ranks, "str_weight_decays": decays, **_SCHEDULES[size]}
+        for size, (ranks, decays) in sizes.items()
+    }
+    for task, sizes in _GRIDS.items()
 }
 PRESETS["har6"] = PRESETS["har2"]
 
@@ -192,13 +144,7 @@ def load_study_config(
     if epochs is not None:
         merged["epochs"] = epochs
     settings = CompareSettings.from_dict(merged, f"{source}: compare")
-    try:
-        cfg = make_config(task, None, _merge(raw, overrides or {}))
-    except EdgeStrError as error:  # name the file, not make_config's "config"
-        message = str(error)
-        if yaml_path is not None and message.startswith("config: "):
-            message = f"{source}: {message[len('config: ') :]}"
-        raise EdgeStrError(message) from None
+    cfg = config_from_settings(task, raw, overrides, source)
     if cfg.model.arch != "fastgrnn":
         raise EdgeStrError(
             f"{source}: compare studies FastGRNN ranks, not model {cfg.model.arch!r}"
@@ -207,13 +153,3 @@ def load_study_config(
         cfg.optim.epochs = settings.epochs
     settings.epochs = cfg.optim.epochs
     return cfg, settings
-
-
-def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in update.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
-        elif value is not None:
-            merged[key] = value
-    return merged

@@ -42,6 +42,7 @@ from edge_str.compare.settings import CompareSettings
 from edge_str.compare.svd import truncated_model_config, truncated_svd_state
 from edge_str.config import TrainConfig
 from edge_str.errors import EdgeStrError
+from edge_str.lowrank import full_rank
 from edge_str.run import (
     BEST_CHECKPOINT,
     CONFIG_FILE,
@@ -557,7 +558,8 @@ def run_study(
     # feature cache is written once instead of by every worker at the same time.
     data = load_task(config.task, config.data_dir, config.data)
     test_examples = data.num_examples("test")
-    full_ranks = {"W": min(config.model.hidden, data.input_shape[-1]), "U": config.model.hidden}
+    hidden = config.model.hidden
+    full_ranks = {"W": full_rank(hidden, data.input_shape[-1]), "U": full_rank(hidden, hidden)}
     del data
     check_same_study(out, config)
     (out / RUNS_DIR).mkdir(parents=True, exist_ok=True)

@@ -15,6 +15,7 @@ import torch
 
 from edge_str.config import ModelConfig
 from edge_str.errors import EdgeStrError
+from edge_str.lowrank import full_rank
 
 MATRICES = ("W", "U")
 _PREFIX = "rnn.cell."
@@ -29,8 +30,8 @@ def truncated_svd_factors(
     with sigma = 0, which computes the zero matrix and which compaction drops (rank 0).
     """
     m, n = weight.shape
-    if not 0 <= rank <= min(m, n):
-        raise EdgeStrError(f"rank {rank} is outside 0..{min(m, n)} for a {m}x{n} matrix")
+    if not 0 <= rank <= full_rank(m, n):
+        raise EdgeStrError(f"rank {rank} is outside 0..{full_rank(m, n)} for a {m}x{n} matrix")
     u, s, vh = torch.linalg.svd(weight.detach().double(), full_matrices=False)
     r = max(rank, 1)
     w1 = u[:, :r].float().contiguous()  # (m, r)

@@ -147,8 +147,10 @@ class DataConfig:
             raise bad("n_mels" if self.n_mels < 1 else "frames", "must be at least 1")
         for name in ("window_ms", "hop_ms"):
             value = getattr(self, name)
-            if not _is_number(value) or value <= 0:
-                raise bad(name, "must be a number > 0")
+            if not _is_number(value) or not 0 < value <= 1000:
+                raise bad(name, "must be a number > 0 and at most 1000 (the clip is 1 s)")
+        if self.time_shift_ms > 1000:
+            raise bad("time_shift_ms", "must be shorter than the 1 s clip")
         if self.hop_samples < 1 or self.window_samples < 2:
             raise bad("window_ms", "window and hop are shorter than one sample")
         if self.time_shift_samples >= self.clip_samples:

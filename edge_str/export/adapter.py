@@ -19,6 +19,7 @@ import torch
 
 from edge_str.export.files import MAIN
 from edge_str.export.options import ExportOptions
+from edge_str.families import CNN, FAMILIES, FASTGRNN, export_adapter, register_export_adapter
 
 if TYPE_CHECKING:
     from edge_str.run import RunInfo
@@ -159,20 +160,17 @@ class ExportAdapter(ABC):
         return export(self, model, out, x, y, **options)
 
 
-def adapter_for_arch(arch: str) -> ExportAdapter:
-    """The exporter of a run's ``model.arch``."""
-    from edge_str.cnn.build import CNN_ARCHS
+# Each family's adapter in the model-family registry (imported on first lookup).
+register_export_adapter(FASTGRNN.name, "edge_str.export.fastgrnn_adapter:FASTGRNN_ADAPTER")
+register_export_adapter(CNN.name, "edge_str.export.cnn_adapter:CNN_ADAPTER")
 
-    return _adapters()["cnn" if arch in CNN_ARCHS else "fastgrnn"]
+
+def adapter_for_arch(arch: str) -> ExportAdapter:
+    """The exporter of a run's ``model.arch`` (the family registry's export adapter)."""
+    return export_adapter(arch)
 
 
 def adapter_for_family(family: str) -> ExportAdapter:
     """The exporter that wrote a report (FILE.json's "family")."""
-    return _adapters()[family]
-
-
-def _adapters() -> dict[str, ExportAdapter]:
-    from edge_str.export.cnn_adapter import CNN_ADAPTER
-    from edge_str.export.fastgrnn_adapter import FASTGRNN_ADAPTER
-
-    return {a.family: a for a in (FASTGRNN_ADAPTER, CNN_ADAPTER)}
+    adapters = [export_adapter(f.archs[0]) for f in FAMILIES]
+    return next(a for a in adapters if a.family == family)

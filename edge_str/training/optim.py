@@ -16,20 +16,18 @@ import math
 import torch
 from torch import nn
 
-from edge_str.config import OPTIMIZERS, OptimConfig
-from edge_str.errors import EdgeStrError
+from edge_str.config import OptimConfig
 from edge_str.lowrank import LowRankMatrix
 from edge_str.parametrization import threshold_parameters
+from edge_str.validation import check_settings
 
 
 def check_optimizer(cfg: OptimConfig) -> None:
-    """One clear error for a bad optimizer setting, before any data is loaded."""
-    if cfg.optimizer not in OPTIMIZERS:
-        raise EdgeStrError(
-            f"unknown optimizer {cfg.optimizer!r}; choose from {', '.join(OPTIMIZERS)}"
-        )
-    if cfg.momentum < 0:
-        raise EdgeStrError(f"momentum must be at least 0, got {cfg.momentum}")
+    """One clear error for a bad optimizer setting, before any data is loaded.
+
+    The config's own check (``edge_str.validation``), for an ``OptimConfig`` made in Python.
+    """
+    check_settings(cfg, ("optim",))
 
 
 def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:

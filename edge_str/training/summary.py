@@ -1,14 +1,19 @@
-"""What a model reports each epoch and at the end: ranks, thresholds, size, MACs."""
+"""What a model reports each epoch and at the end: ranks, thresholds, size, MACs.
+
+One function per family for each report; ``edge_str.families`` names them as the family's
+hooks, and ``model_summary`` / ``format_summary`` dispatch through it.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from torch import nn
 
-from edge_str.cnn import budget_report, weight_storage
+from edge_str.cnn import ImageClassifier, budget_report, plot_budget, weight_storage
 from edge_str.cnn.cost import cnn_cost
-from edge_str.config import TrainConfig
+from edge_str.families import family_of, family_of_model
 from edge_str.fastgrnn import FastGRNNClassifier
 
 FLOAT32_BYTES = 4
@@ -16,44 +21,32 @@ FLOAT32_BYTES = 4
 
 def model_summary(model: nn.Module) -> dict[str, Any]:
     """Size and structure of ``model`` as it will be deployed (after bake + compaction)."""
-    if isinstance(model, FastGRNNClassifier):
-        cost = model.cost()
-        return {
-            "ranks": model.effective_ranks(),
-            "full_ranks": model.full_ranks(),
-            "thresholds": model.thresholds(),
-            "params": cost.params_compact,
-            "params_trained": cost.params_trained,
-            "bytes": cost.params_compact * FLOAT32_BYTES,
-            "macs_per_step": cost.macs_per_step_compact,
-            "macs_per_step_trained": cost.macs_per_step_trained,
-            "head_macs": cost.head_macs,
-        }
-    # CNNs: the learned (or scheduled) sparsity budget decides size and MACs.
-    return cnn_cost(budget_report(model), weight_storage(model))
+    return family_of_model(model).summary(model)
 
 
 def final_summary(
-    cfg: TrainConfig,
+    cfg: Any,
     model: nn.Module,
     *,
-    method: str,
     test_accuracy: float,
     val_accuracy: float,
     best_epoch: int,
     epochs: int,
     train_seconds: float,
+    method: str | None = None,
     **extra: Any,
 ) -> dict[str, Any]:
     """RUN/final.json: the run's settings and accuracies, then ``model_summary(model)``.
 
     The one builder for a trained run (``trainer``) and a run made without training (the
-    study's SVD truncations); ``extra`` holds what only one of them knows (e.g. svd_seconds).
+    study's SVD truncations). ``method`` defaults to the family's (how FastGRNN's W and U are
+    factored, how a CNN's weights are sparsified); ``extra`` holds what only one caller knows
+    (e.g. svd_seconds).
     """
     return {
         "task": cfg.task,
         "arch": cfg.model.arch,
-        "method": method,
+        "method": family_of(cfg.model.arch).method(cfg.model) if method is None else method,
         "test_accuracy": test_accuracy,
         "val_accuracy": val_accuracy,
         "best_epoch": best_epoch,
@@ -65,15 +58,71 @@ def final_summary(
     }
 
 
-def format_summary(summary: dict[str, Any]) -> str:
-    """Short text for the per-epoch line."""
-    if "ranks" in summary:
-        ranks, full = summary["ranks"], summary["full_ranks"]
-        return (
-            f"ranks W {ranks['W']}/{full['W']} U {ranks['U']}/{full['U']} "
-            f"params {summary['params']:,}"
-        )
+def format_summary(summary: dict[str, Any], arch: str) -> str:
+    """Short text for the per-epoch line of a model of ``arch``."""
+    return family_of(arch).epoch_text(summary)
+
+
+# ----------------------------------------------------------------------------- FastGRNN
+
+
+def is_fastgrnn(model: nn.Module) -> bool:
+    return isinstance(model, FastGRNNClassifier)
+
+
+def fastgrnn_summary(model: FastGRNNClassifier) -> dict[str, Any]:
+    cost = model.cost()
+    return {
+        "ranks": model.effective_ranks(),
+        "full_ranks": model.full_ranks(),
+        "thresholds": model.thresholds(),
+        "params": cost.params_compact,
+        "params_trained": cost.params_trained,
+        "bytes": cost.params_compact * FLOAT32_BYTES,
+        "macs_per_step": cost.macs_per_step_compact,
+        "macs_per_step_trained": cost.macs_per_step_trained,
+        "head_macs": cost.head_macs,
+    }
+
+
+def _ranks_text(summary: dict[str, Any]) -> str:
+    ranks, full = summary["ranks"], summary["full_ranks"]
+    return f"ranks W {ranks['W']}/{full['W']} U {ranks['U']}/{full['U']}"
+
+
+def fastgrnn_epoch_text(summary: dict[str, Any]) -> str:
+    return f"{_ranks_text(summary)} params {summary['params']:,}"
+
+
+def fastgrnn_final_text(final: dict[str, Any]) -> str:
+    return _ranks_text(final)
+
+
+# ----------------------------------------------------------------------------- CNN
+
+
+def is_cnn(model: nn.Module) -> bool:
+    return isinstance(model, ImageClassifier)
+
+
+def cnn_summary(model: nn.Module) -> dict[str, Any]:
+    # The learned (or scheduled) sparsity budget decides size and MACs (the one cost model).
+    return cnn_cost(budget_report(model), weight_storage(model))
+
+
+def cnn_epoch_text(summary: dict[str, Any]) -> str:
     return (
         f"sparsity {summary['sparsity']:.1%} params {summary['params']:,} "
         f"MACs {summary['macs']:,}/{summary['macs_dense']:,}"
     )
+
+
+def cnn_final_text(final: dict[str, Any]) -> str:
+    return f"sparsity {final['sparsity']:.1%}, MACs {final['macs']:,}"
+
+
+def cnn_final_extras(model: nn.Module, cfg: Any, run_dir: Path) -> dict[str, Any]:
+    """final.json's per-layer budget, also plotted to RUN/budget.png."""
+    budget = budget_report(model)
+    plot_budget(budget, Path(run_dir) / "budget.png", title=f"{cfg.model.arch} on {cfg.task}")
+    return {"budget": budget}

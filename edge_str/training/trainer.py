@@ -24,11 +24,11 @@ from torch import nn
 from tqdm import tqdm
 
 from edge_str.atomic import write_atomic, write_json
-from edge_str.cnn import CNN_ARCHS, budget_report, plot_budget, prepare_sparsity
 from edge_str.cnn.sparsity import SparsityController
-from edge_str.config import TrainConfig
+from edge_str.config import TrainConfig, check_config
 from edge_str.data import load_task
 from edge_str.errors import EdgeStrError
+from edge_str.families import family_of
 from edge_str.models import build_model
 from edge_str.normalize import FeatureNormalizer
 from edge_str.run import (
@@ -46,7 +46,6 @@ from edge_str.training.evaluation import accuracy
 from edge_str.training.optim import (
     build_optimizer,
     build_scheduler,
-    check_optimizer,
     restore_svd_forms,
 )
 from edge_str.training.summary import final_summary, format_summary, model_summary
@@ -90,7 +89,7 @@ def load_init_weights(model: nn.Module, path: str) -> None:
 
 def sparsity_controller(model: nn.Module, cfg: TrainConfig) -> SparsityController | None:
     """The CNN path's STR/GMP controller; FastGRNN's STR needs none (thresholds are parameters)."""
-    return prepare_sparsity(model, cfg.model) if cfg.model.arch in CNN_ARCHS else None
+    return family_of(cfg.model.arch).controller(model, cfg.model)
 
 
 def _rng_state() -> dict[str, Any]:
@@ -137,13 +136,13 @@ def _prepare_run_dir(cfg: TrainConfig, resume: bool) -> tuple[TrainConfig, Path]
 
 def train(cfg: TrainConfig, resume: bool = False, log=print) -> dict[str, Any]:
     """Train the model ``cfg`` describes; returns (and writes) the final summary."""
-    check_optimizer(cfg.optim)  # before the run folder is made
+    check_config(cfg)  # before the run folder is made
+    if cfg.optim.epochs < 1:
+        raise EdgeStrError(f"optim.epochs must be at least 1 to train, got {cfg.optim.epochs}")
     cfg, run_dir = _prepare_run_dir(cfg, resume)
     device = resolve_device(cfg.device)
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
-    if cfg.optim.epochs < 1:
-        raise EdgeStrError("--epochs must be at least 1")
     data = load_task(cfg.task, cfg.data_dir, cfg.data)
     x_val, y_val = data.split_tensors("val")
     if len(y_val) == 0:
@@ -211,7 +210,7 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> dict[str, Any]:
             log(
                 f"epoch {epoch + 1}/{cfg.optim.epochs} loss {record['train_loss']:.4f} "
                 f"train {record['train_accuracy']:.2%} val {record['val_accuracy']:.2%} "
-                f"{format_summary(record)} {record['seconds']:.1f}s"
+                f"{format_summary(record, cfg.model.arch)} {record['seconds']:.1f}s"
             )
     except KeyboardInterrupt:
         print(
@@ -265,22 +264,16 @@ def _finish(run_dir, cfg, data, history, best, device) -> dict[str, Any]:
     model.load_state_dict(load_checkpoint(run_dir / BEST_CHECKPOINT)["model"])
     model.to(device)
     x_test, y_test = data.split_tensors("test")
-    test_accuracy = accuracy(model, x_test, y_test, device=str(device))
+    family = family_of(cfg.model.arch)
     final = final_summary(
         cfg,
         model.cpu(),
-        # FastGRNN: how W and U are factored; CNNs: how weights are sparsified
-        method=cfg.model.sparsity if cfg.model.arch in CNN_ARCHS else cfg.model.rank_mode,
-        test_accuracy=test_accuracy,
+        test_accuracy=accuracy(model, x_test, y_test, device=str(device)),
         val_accuracy=best["val_accuracy"],
         best_epoch=best["epoch"] + 1,
         epochs=len(history),
         train_seconds=sum(record["seconds"] for record in history),
     )
-    if cfg.model.arch in CNN_ARCHS:
-        final["budget"] = budget_report(model)
-        plot_budget(
-            final["budget"], run_dir / "budget.png", title=f"{cfg.model.arch} on {cfg.task}"
-        )
+    final.update(family.final_extras(model, cfg, run_dir))
     write_json(run_dir / FINAL_FILE, final)
     return final
