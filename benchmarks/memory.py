@@ -28,7 +28,7 @@ import sys
 from pathlib import Path
 
 from benchmarks import train_throughput as tt
-from benchmarks.reporting import report, script_parser
+from benchmarks.reporting import run_and_report, script_parser
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -145,8 +145,7 @@ def table(results: dict) -> str:
 
 
 def main(out_json: Path | None = None, **kwargs) -> dict:
-    results = run(**kwargs)
-    return report(results, table(results), out_json)
+    return run_and_report(run, table, out_json, **kwargs)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,12 @@ def report(results: dict, text: str, out_json: Path | None) -> dict:
     return results
 
 
+def run_and_report(run, table, out_json: Path | None = None, **kwargs) -> dict:
+    """``run(**kwargs)``, then ``report`` with ``table(results)``: a benchmark's ``main``."""
+    results = run(**kwargs)
+    return report(results, table(results), out_json)
+
+
 def script_parser(doc: str) -> argparse.ArgumentParser:
     """A benchmark's command line: its docstring's first line, and ``--out FILE.json``."""
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])

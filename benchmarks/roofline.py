@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 from benchmarks import train_throughput as tt
-from benchmarks.reporting import report, script_parser
+from benchmarks.reporting import run_and_report, script_parser
 
 PEAK_SIZE = 1024
 
@@ -180,8 +180,7 @@ def table(results: dict) -> str:
 
 
 def main(out_json: Path | None = None, *, throughput: dict | None = None, **kwargs) -> dict:
-    results = run(throughput=throughput, **kwargs)
-    return report(results, table(results), out_json)
+    return run_and_report(run, table, out_json, throughput=throughput, **kwargs)
 
 
 if __name__ == "__main__":

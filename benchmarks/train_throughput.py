@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from benchmarks.reporting import report, script_parser
+from benchmarks.reporting import run_and_report, script_parser
 from benchmarks.timing import time_interleaved
 from edge_str import fused_ext
 from edge_str.fastgrnn import FastGRNNClassifier
@@ -207,8 +207,7 @@ def table(results: dict) -> str:
 
 
 def main(out_json: Path | None = None, **kwargs) -> dict:
-    results = run(**kwargs)
-    return report(results, table(results), out_json)
+    return run_and_report(run, table, out_json, **kwargs)
 
 
 if __name__ == "__main__":
