@@ -14,7 +14,15 @@ import sys
 from edge_str.errors import EdgeStrError
 
 # Subcommand modules, in the order `edge-str --help` lists them.
-COMMAND_MODULES: tuple[str, ...] = ("data", "train", "evaluate", "export", "compare")
+COMMAND_MODULES: tuple[str, ...] = (
+    "data",
+    "train",
+    "evaluate",
+    "export",
+    "compare",
+    "predict",
+    "detect",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -142,7 +142,7 @@ def test_refusals_are_one_line(har_tree, tmp_path, capsys):
 def test_evaluate_on_its_own_and_on_a_second_tree(speech_tree, tmp_path, capsys):
     assert _train("google12", speech_tree, tmp_path / "run", "--epochs", "1") == 0
     capsys.readouterr()
-    assert main(["evaluate", str(tmp_path / "run")]) == 0
+    assert main(["evaluate", str(tmp_path / "run"), "--json"]) == 0
     own = json.loads(capsys.readouterr().out)
     final = json.loads((tmp_path / "run" / "final.json").read_text())
     assert own["accuracy"] == pytest.approx(final["test_accuracy"])
@@ -153,7 +153,8 @@ def test_evaluate_on_its_own_and_on_a_second_tree(speech_tree, tmp_path, capsys)
     second = build_speech_tree(
         tmp_path / "second", speakers=4, val_speakers=(2,), test_speakers=(3,)
     )
-    assert main(["evaluate", str(tmp_path / "run"), "--data", str(second), "--split", "val"]) == 0
+    argv = ["evaluate", str(tmp_path / "run"), "--data", str(second), "--split", "val", "--json"]
+    assert main(argv) == 0
     other = json.loads(capsys.readouterr().out)
     assert other["data"] == str(second) and other["split"] == "val"
     assert (

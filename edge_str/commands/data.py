@@ -39,6 +39,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="N",
         help="har2: windows per subject and activity (default 8)",
     )
+    synth.add_argument(
+        "--stream",
+        action="store_true",
+        help="google12: instead of a tree, one long WAV (--out FILE.wav) of words at known "
+        "times over noise, with its ground truth FILE.csv (time_s,label)",
+    )
+    synth.add_argument(
+        "--minutes", type=float, default=1.0, help="--stream: length of the recording (1)"
+    )
     synth.set_defaults(func=run_synth)
 
     fetch = commands.add_parser("fetch", help="download the data set, or unpack a local archive")
@@ -72,6 +81,8 @@ def run_info(args: argparse.Namespace) -> int:
 
 
 def run_synth(args: argparse.Namespace) -> int:
+    if args.stream:
+        return _run_synth_stream(args)
     if args.task == "google12":
         if args.windows is not None:
             raise EdgeStrError("--windows is for har2; google12 takes --per-word")
@@ -95,6 +106,20 @@ def run_synth(args: argparse.Namespace) -> int:
             f"wrote synthetic UCI HAR data to {result['out']}: {result['train_windows']} train / "
             f"{result['test_windows']} test windows of {result['subjects']} simulated subjects"
         )
+    return 0
+
+
+def _run_synth_stream(args: argparse.Namespace) -> int:
+    if args.task != "google12" or args.per_word is not None or args.windows is not None:
+        raise EdgeStrError("--stream is for google12 and takes --minutes, not --per-word/--windows")
+    from edge_str.data.synth_stream import synth_stream
+
+    result = synth_stream(args.out, minutes=args.minutes, seed=args.seed)
+    print(
+        f"wrote a {result['seconds']:.0f} s synthetic google12 stream to {result['wav']}: "
+        f"{result['words']} words ({result['keywords']} command words) at the times in "
+        f"{result['truth']}"
+    )
     return 0
 
 

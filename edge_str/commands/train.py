@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from edge_str.cnn.sparsity import SPARSITY_MODES
 from edge_str.config import OPTIMIZERS, TASKS, make_config
 from edge_str.families import ARCHS, family_of
 from edge_str.fastgrnn import LOOP_BACKENDS
@@ -43,7 +44,7 @@ def register(subparsers) -> None:
     )
     cnn = p.add_argument_group("CNN path")
     cnn.add_argument("--model", dest="arch", choices=ARCHS, help="architecture")
-    cnn.add_argument("--sparsity", choices=("str", "gmp", "dense"), help="CNN weight sparsity")
+    cnn.add_argument("--sparsity", choices=SPARSITY_MODES, help="CNN weight sparsity")
     cnn.add_argument("--str-granularity", choices=GRANULARITIES, help="thresholds per ...")
     cnn.add_argument("--cnn-s-init", type=float, help="initial s of the CNN thresholds (sigmoid)")
     cnn.add_argument("--gmp-target", type=float, help="GMP target sparsity (uniform per layer)")

@@ -89,6 +89,7 @@ class ExportJob:
     options: ExportOptions
     class_names: Sequence[str] | None
     scratch: Path
+    front_end: str | None = None  # the audio front end's JSON, stored in the graph's metadata
 
 
 Checked = dict[str, CheckedGraph]  # role -> the graph that passed its checks

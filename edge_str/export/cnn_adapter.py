@@ -267,7 +267,7 @@ class CNNAdapter(ExportAdapter):
         )
         fuse_pad_into_conv(fold_constants(model))
         prepared.layer_initializers = match_layer_weights(model, prepared.layers)
-        describe(model, class_names, "cnn")
+        describe(model, class_names, "cnn", job.front_end)
         model.metadata_props.add(key="edge_str.input_shape", value=json.dumps(list(shape)))
         return [
             GraphSpec(

@@ -175,7 +175,7 @@ class FastGRNNAdapter(ExportAdapter):
                 scratch,
                 strip="net.",  # the step wrapper's submodule: same names in both graphs
             )
-        describe(seq, class_names, "sequence")
+        describe(seq, class_names, "sequence", job.front_end)
         scan = options.loop == "scan"
         specs = [
             GraphSpec(
@@ -203,7 +203,7 @@ class FastGRNNAdapter(ExportAdapter):
                 scratch,
                 strip="net.",
             )
-            describe(step, class_names, "step")
+            describe(step, class_names, "step", job.front_end)
             n = min(len(x), STREAMING_CHECK_EXAMPLES)
             specs.append(
                 GraphSpec(

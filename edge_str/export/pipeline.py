@@ -48,7 +48,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnx
@@ -88,6 +88,9 @@ from edge_str.export.report import Accuracy, ExportReport, summary_line
 from edge_str.export.runtime import default_session, onnx_session, run_onnx
 from edge_str.export.torch_onnx import save_model
 
+if TYPE_CHECKING:
+    from edge_str.run import RunInfo
+
 PARITY_TOLERANCE = 1e-4  # max |onnxruntime - torch| on logits, float32 (read at call time)
 
 __all__ = ["Extension", "ExportContext", "export", "export_run", "summary_line"]
@@ -124,6 +127,7 @@ def export(
     heldout_note: str | None = None,
     extra: dict[str, Any] | None = None,
     extensions: Sequence[Extension] = (),
+    front_end: str | None = None,
     **options: Any,
 ) -> dict[str, Any]:
     """Export ``model`` with ``adapter`` (stages 1-7 above); returns the report (FILE.json).
@@ -137,7 +141,8 @@ def export(
     adapter.check_options(opts, "the model")
     adapter.check_model(model, opts, "model")
     heldout = Heldout(heldout_source, 0, heldout_note)
-    return _export(adapter, model, paths, opts, x, y, heldout, class_names, extra, extensions)
+    names = (class_names, front_end)
+    return _export(adapter, model, paths, opts, x, y, heldout, names, extra, extensions)
 
 
 def export_run(
@@ -183,7 +188,7 @@ def export_run(
         heldout_source,
         lambda: adapter.random_inputs(model, info, random_examples, seed),
     )
-    fields, names = adapter.run_fields(info, run_dir), info.class_names
+    fields, names = adapter.run_fields(info, run_dir), (info.class_names, front_end_of(info))
     held = Heldout(source, 0, reason)
     return _export(adapter, model, paths, opts, x, y, held, names, fields, extensions)
 
@@ -196,10 +201,12 @@ def _export(
     x: torch.Tensor,
     y: torch.Tensor | None,
     heldout: Heldout,
-    class_names: Sequence[str] | None,
+    names: tuple[Sequence[str] | None, str | None],
     extra: dict[str, Any] | None,
     extensions: Sequence[Extension],
 ) -> dict[str, Any]:
+    """The stages after the refusals; ``names``: the class names and the front end's JSON."""
+    class_names, front_end = names
     x = adapter.check_inputs(model, x)
     y_np = None if y is None else torch.as_tensor(y).long().cpu().numpy()
     if y_np is not None and y_np.shape != (x.shape[0],):
@@ -208,7 +215,7 @@ def _export(
     prepared = adapter.prepare(model, x)
     tolerance = PARITY_TOLERANCE
     with Staging() as stage:
-        job = ExportJob(options, class_names, stage.scratch("raw.onnx", paths.onnx))
+        job = ExportJob(options, class_names, stage.scratch("raw.onnx", paths.onnx), front_end)
         specs = adapter.graphs(prepared, job)
         checked = {
             spec.role: _check(spec, paths, stage, options.int8, tolerance, y_np) for spec in specs
@@ -274,6 +281,15 @@ def _export(
         stage.commit()
     write_json(paths.report, report)
     return report
+
+
+def front_end_of(info: RunInfo) -> str | None:
+    """The JSON of a run's audio front end (None for a task whose input is not audio)."""
+    if info.config.task != "google12":
+        return None
+    from edge_str.inference.frontend import FrontEnd
+
+    return FrontEnd.from_data_config(info.config.data).to_json()
 
 
 def _check(

@@ -65,11 +65,22 @@ def label(model: onnx.ModelProto) -> None:
     model.producer_version = __version__
 
 
-def describe(model: onnx.ModelProto, class_names: Sequence[str] | None, kind: str) -> None:
-    """Model-level metadata a device integrator needs (not per-node debugging data)."""
+def describe(
+    model: onnx.ModelProto,
+    class_names: Sequence[str] | None,
+    kind: str,
+    front_end: str | None = None,
+) -> None:
+    """Model-level metadata a device integrator needs (not per-node debugging data).
+
+    ``front_end``: the JSON of the audio front end the model was trained on
+    (``edge_str.inference.FrontEnd``), so a WAV can be turned into its input from the file alone.
+    """
     props = {"edge_str.graph": kind}
     if class_names is not None:
         props["edge_str.class_names"] = json.dumps(list(class_names))
+    if front_end is not None:
+        props["edge_str.front_end"] = front_end
     helper.set_model_props(model, props)
 
 
