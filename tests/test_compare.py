@@ -53,6 +53,7 @@ def _finals(out: Path) -> dict[str, str]:
     return {p.parent.name: p.read_text() for p in sorted((out / "runs").glob("*/final.json"))}
 
 
+@pytest.mark.slow  # an end-to-end run: skipped by make test-fast
 def test_study_in_worker_processes_writes_every_method(har, tmp_path):
     cfg, settings = _study(har, tmp_path)
     out = tmp_path / "study"
@@ -121,6 +122,7 @@ def test_study_in_worker_processes_writes_every_method(har, tmp_path):
     assert "★" in text and "◆" in text
 
 
+@pytest.mark.slow  # an end-to-end run: skipped by make test-fast
 def test_resume_skips_finished_runs_and_continues_half_finished_ones(har, tmp_path, monkeypatch):
     cfg, settings = _study(har, tmp_path)
     out = tmp_path / "study"
@@ -169,6 +171,7 @@ def test_resume_skips_finished_runs_and_continues_half_finished_ones(har, tmp_pa
         run_study(cfg_other, settings, out, jobs=1, progress=False)
 
 
+@pytest.mark.slow  # an end-to-end run: skipped by make test-fast
 def test_interrupted_study_keeps_what_finished_and_resumes(har, tmp_path, monkeypatch):
     cfg, settings = _study(har, tmp_path)
     settings.fixed_ranks = [[2, 3]]
@@ -193,6 +196,7 @@ def test_interrupted_study_keeps_what_finished_and_resumes(har, tmp_path, monkey
     assert {r["method"] for r in result.rows} == set(METHODS)
 
 
+@pytest.mark.slow  # an end-to-end run: skipped by make test-fast
 def test_a_failing_run_is_recorded_and_the_rest_completes(har, tmp_path, monkeypatch):
     cfg, settings = _study(har, tmp_path)
     settings.fixed_ranks = [[2, 3]]
@@ -219,6 +223,7 @@ def test_a_failing_run_is_recorded_and_the_rest_completes(har, tmp_path, monkeyp
     assert "1 failed, 2 skipped" in result.summary_line()
 
 
+@pytest.mark.slow  # an end-to-end run: skipped by make test-fast
 def test_cli(har, tmp_path, capsys):
     path = tmp_path / "study.yaml"
     path.write_text(TINY.replace("[[2, 3], [20, 4]]", "[[2, 3]]").replace("epochs: 2", "epochs: 1"))
