@@ -1,9 +1,6 @@
 """``data synth google12 --stream``: a long recording with its ground truth, TF-style."""
 
-import shutil
-
 import numpy as np
-import pytest
 import soundfile as sf
 
 from edge_str.cli import main
@@ -12,10 +9,7 @@ from edge_str.data.synth_stream import WORD_GAP_S, synth_stream
 from edge_str.inference.stream_eval import UNKNOWN, read_truth
 from tests._cli import refused
 
-HAS_ESPEAK = shutil.which("espeak-ng") is not None
 
-
-@pytest.mark.skipif(not HAS_ESPEAK, reason="espeak-ng is not installed (apt-get install espeak-ng)")
 def test_stream_has_words_at_the_truth_times_over_background(tmp_path, capsys):
     wav = tmp_path / "stream.wav"
     argv = ["data", "synth", "google12", "--stream", "--minutes", "0.25", "--out", str(wav)]

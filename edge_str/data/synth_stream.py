@@ -11,20 +11,19 @@ word lies inside that second).
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
 from edge_str.atomic import write_atomic
+from edge_str.data.espeak import open_speech
 from edge_str.data.speech_commands import COMMAND_WORDS
 from edge_str.data.synth_google12 import (
     OTHER_WORDS,
     SAMPLE_RATE,
     Utterance,
     background_recordings,
-    espeak_binary,
     make_speakers,
     render,
 )
@@ -51,28 +50,25 @@ def synth_stream(out: str | Path, minutes: float, seed: int = 0) -> dict:
     if not out.parent.is_dir():
         raise EdgeStrError(f"--out {out}: folder {out.parent} does not exist")
     truth_path = out.with_suffix(".csv")
-    espeak = espeak_binary()
+    speech = open_speech()
     total = int(round(minutes * 60 * SAMPLE_RATE))
     rng = np.random.default_rng([seed, 7])
     signal = _background(total, seed, rng)
     speakers = make_speakers(STREAM_SPEAKERS, seed + 1_000_003)  # not the tree's speakers
     slot = WORD_GAP_S + 1.0
     words: list[TruthWord] = []
-    with tempfile.TemporaryDirectory(prefix="edge_str-stream-") as scratch:
-        for number in range(int((total / SAMPLE_RATE - 1.0 - JITTER_S) // slot)):
-            draw = rng.random()
-            if draw >= KEYWORD_SHARE + UNKNOWN_SHARE:
-                continue  # a silent slot: background only
-            pool = COMMAND_WORDS if draw < KEYWORD_SHARE else OTHER_WORDS
-            word = pool[int(rng.integers(len(pool)))]
-            speaker = speakers[int(rng.integers(len(speakers)))]
-            clip = render(
-                Utterance(word, speaker, number, (seed, 8, number)), espeak, Path(scratch)
-            )
-            start_s = number * slot + WORD_GAP_S / 2 + rng.uniform(0.0, JITTER_S)
-            start = int(round(start_s * SAMPLE_RATE))
-            signal[start : start + SAMPLE_RATE] += clip
-            words.append(TruthWord(start / SAMPLE_RATE, word if pool is COMMAND_WORDS else UNKNOWN))
+    for number in range(int((total / SAMPLE_RATE - 1.0 - JITTER_S) // slot)):
+        draw = rng.random()
+        if draw >= KEYWORD_SHARE + UNKNOWN_SHARE:
+            continue  # a silent slot: background only
+        pool = COMMAND_WORDS if draw < KEYWORD_SHARE else OTHER_WORDS
+        word = pool[int(rng.integers(len(pool)))]
+        speaker = speakers[int(rng.integers(len(speakers)))]
+        clip = render(Utterance(word, speaker, number, (seed, 8, number)), speech)
+        start_s = number * slot + WORD_GAP_S / 2 + rng.uniform(0.0, JITTER_S)
+        start = int(round(start_s * SAMPLE_RATE))
+        signal[start : start + SAMPLE_RATE] += clip
+        words.append(TruthWord(start / SAMPLE_RATE, word if pool is COMMAND_WORDS else UNKNOWN))
     signal = np.clip(signal, -1.0, 1.0)
     write_atomic(out, lambda tmp: sf.write(str(tmp), signal, SAMPLE_RATE, "PCM_16", format="WAV"))
     write_truth(truth_path, words)
