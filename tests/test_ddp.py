@@ -106,7 +106,7 @@ def _rank(rank: int, world: int, port: int, har: str, out: str) -> None:
     replicas = Replicas.from_environment("cpu")
     torch.manual_seed(0)
     model = build_model(ModelConfig(hidden=8, s_init=-1.0), (5, 9), 2)
-    optimizer = build_optimizer(model, make_config("har2", None, {}).optim)
+    optimizer = build_optimizer(model, make_config("har2", None, {}).optim, steps_per_epoch=1)
     errors = []
     replicas.check_in_sync(model, {}, 0)  # identical replicas: no error
     if rank == 1:  # as a different device's SVD or a missed step would leave it

@@ -24,6 +24,9 @@ from edge_str.scheduling.jobs import Job, Outcome, execute_job, one_line
 CHECK_SECONDS = 60.0
 
 
+CANCEL_WAIT_SECONDS = 60.0  # at most this long for cancelled tasks to end
+
+
 def import_ray() -> Any:
     """The ray module, or one clear error saying how to install it."""
     try:
@@ -135,8 +138,13 @@ class RayBackend(Backend):
         ray = self._ray
         if ray is None:
             return
-        for ref in self._running:  # after an error or an interruption
+        refs = list(self._running)
+        for ref in refs:  # after an error or an interruption
             ray.cancel(ref, force=True)
+        if refs:
+            # ray.cancel only asks: wait until the tasks have ended, so that nothing writes
+            # into the study folder after the study has returned (a resume then sees it all).
+            ray.wait(refs, num_returns=len(refs), timeout=CANCEL_WAIT_SECONDS)
         self._running.clear()
         if self._started:
             ray.shutdown()
