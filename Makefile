@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.edge_str-installed
 DEMO_DIR ?= demo
 
-.PHONY: venv test lint demo bench quality clean
+.PHONY: venv test test-fast lint demo bench quality clean
 
 venv: $(STAMP)
 
@@ -33,15 +33,19 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/python -m pytest
 
+# The edit-test loop: everything but notebooks, kernel builds and end-to-end runs (marker slow).
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow"
+
 demo: $(STAMP)
 	$(BIN)/python -m edge_str.demo --out $(DEMO_DIR)
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/run_all.py
+	$(BIN)/python -m benchmarks.run_all
 
 # The defaults against nn.GRU / nn.LSTM on five synth trees (issue 12); resumes where it stopped.
 quality: $(STAMP)
-	$(BIN)/python benchmarks/quality.py
+	$(BIN)/python -m benchmarks.quality
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -16,14 +16,12 @@ flash = text + rodata + data, RAM = state + data + bss, and the step's stack (-f
 Targets (issue 13): compacted <= 0.10x the GRU per frame; compacted / dense <= 1.5x their MAC
 ratio at -Os; the demo model <= 16 KB flash in float32, <= 6 KB with int8 weights, <= 2 KB RAM.
 
-    python benchmarks/c_inference.py [--out FILE.json] [--repeats N]
+    python -m benchmarks.c_inference [--out FILE.json] [--repeats N]
 """
 
 from __future__ import annotations
 
-import argparse
 import statistics
-import sys
 import tempfile
 from pathlib import Path
 
@@ -31,18 +29,11 @@ import numpy as np
 import torch
 from torch import nn
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-for _path in (str(ROOT), str(HERE)):
-    if _path not in sys.path:
-        sys.path.insert(0, _path)
-
-from inference import CLASSES, FEATURES, HIDDEN, STEPS, build_fastgrnn  # noqa: E402
-from reporting import report  # noqa: E402
-
-from edge_str.export.c import export_c_model  # noqa: E402
-from edge_str.export.c.codegen import EXACT_GATES, FLOAT_HELPERS, float_literal  # noqa: E402
-from edge_str.export.c.toolchain import (  # noqa: E402
+from benchmarks.inference import CLASSES, FEATURES, HIDDEN, STEPS, build_fastgrnn
+from benchmarks.reporting import run_and_report, script_parser
+from edge_str.export.c import export_c_model
+from edge_str.export.c.codegen import EXACT_GATES, FLOAT_HELPERS, float_literal
+from edge_str.export.c.toolchain import (
     CROSS_M4,
     OPT_LEVELS,
     WARNINGS,
@@ -415,13 +406,11 @@ def table(result: dict) -> str:
 
 
 def main(out_json: Path | None = None, repeats: int = 15, seconds: float = 0.15) -> dict:
-    result = run(repeats, seconds)
-    return report(result, table(result), out_json)
+    return run_and_report(run, table, out_json, repeats=repeats, seconds=seconds)
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=None)
+    parser = script_parser(__doc__)
     parser.add_argument("--repeats", type=int, default=15)
     args = parser.parse_args()
     main(args.out, args.repeats)

@@ -1,11 +1,11 @@
 """STR's learned layer-wise budget vs GMP, at the same overall sparsity, on a small CNN.
 
-    python benchmarks/cnn_budget_study.py [--task digits] [--model resnet --depth 10 --width 0.25]
+    python -m benchmarks.cnn_budget_study [--task digits] [--model resnet --depth 10 --width 0.25]
         [--epochs 30] [--weight-decay 2e-3] [--cnn-s-init -6] [--seeds 0 1 2]
         [--optimizer adam|sgd] [--lr LR] [--sparsify-first-last] [--methods str gmp-uniform ...]
         [--jobs N] [--backend local|ray [--address ADDR]] [--out runs/budget_study]
         [--json results.json]
-    python benchmarks/cnn_budget_study.py --task google12 --data /tmp/g12 --model dscnn --width 0.5
+    python -m benchmarks.cnn_budget_study --task google12 --data /tmp/g12 --model dscnn --width 0.5
 
 For each seed, five training runs (``edge-str train``'s trainer, scheduled by
 ``edge_str.scheduling``: in this process, worker processes or Ray tasks) with the same task,

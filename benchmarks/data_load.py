@@ -1,8 +1,8 @@
 """Time Google-12 loading: first load (decode + features + cache write), cached load, and one
 epoch of augmented training batches; figures per 1,000 examples.
 
-    python benchmarks/data_load.py --data DIR            # an existing Speech Commands tree
-    python benchmarks/data_load.py --synth-per-word 100  # make a synth tree first (espeak-ng)
+    python -m benchmarks.data_load --data DIR            # an existing Speech Commands tree
+    python -m benchmarks.data_load --synth-per-word 100  # make a synth tree first (espeak-ng)
 
 Each run uses a fresh temporary cache folder. Prints one JSON object; ``measure()`` returns it
 (``inference.py`` calls it for its feature-extraction figures).

@@ -1,14 +1,14 @@
 """Bytes, MACs and onnxruntime latency of exported FastGRNNs: dense vs compacted low rank.
 
-    python benchmarks/export_size_latency.py [--hidden 100] [--features 32] [--steps 99]
+    python -m benchmarks.export_size_latency [--hidden 100] [--features 32] [--steps 99]
         [--rank-w 8] [--rank-u 20] [--runs 300] [--out results.json]
 
 Builds a dense FastGRNN and an STR FastGRNN whose singular values beyond ranks (rank_w, rank_u)
-are zeroed (what STR training leaves behind), exports both with ``edge_str.export.export_model``
-(parity-checked against torch on random inputs), and times onnxruntime on one CPU thread at
-batch 1: the whole-sequence graph per sequence, and the single-step graph per frame (x T); and,
-for contrast, the sequence graph per sequence at batch 64, where the products rather than the
-per-node overhead dominate.
+are thresholded to 0 (``inference.build_fastgrnn``: what STR training leaves behind), exports
+both with ``edge_str.export.export_model`` (parity-checked against torch on random inputs),
+and times onnxruntime on one CPU thread at batch 1: the whole-sequence graph per sequence, and
+the single-step graph per frame (x T); and, for contrast, the sequence graph per sequence at
+batch 64, where the products rather than the per-node overhead dominate.
 Random weights: this measures size and speed, not accuracy.
 """
 
@@ -18,51 +18,25 @@ import argparse
 import json
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from benchmarks.inference import build_fastgrnn
+from benchmarks.timing import time_interleaved
 from edge_str.export import export_model, onnx_session
-from edge_str.fastgrnn import FastGRNNClassifier
 
 
-def build(hidden: int, features: int, classes: int, ranks: tuple[int, int] | None):
-    torch.manual_seed(0)
-    mode = "dense" if ranks is None else "str"
-    model = FastGRNNClassifier(features, hidden, classes, w_mode=mode, u_mode=mode).eval()
-    with torch.no_grad():
-        model.normalizer.set_statistics(torch.randn(features), torch.rand(features) + 0.5)
-        if ranks is not None:
-            for name, keep in zip(("W", "U"), ranks):
-                getattr(model.rnn.cell, name).parametrizations.sigma.original[keep:] = 0
-    return model
+def timed(session, feeds: dict[str, np.ndarray], calls: int = 1) -> list:
+    """One case for ``time_interleaved``: ``calls`` consecutive session.run calls."""
+    return [lambda: [session.run(None, feeds) for _ in range(calls)]]
 
 
-def timed_ms(session, feeds: dict[str, np.ndarray], calls: int = 1) -> float:
-    """Wall time of ``calls`` consecutive session.run calls, in ms."""
-    start = time.perf_counter()
-    for _ in range(calls):
-        session.run(None, feeds)
-    return 1000 * (time.perf_counter() - start)
-
-
-def interleaved_medians(cases: dict[str, tuple], runs: int) -> dict[str, float]:
-    """Median ms per case; the cases take turns (order alternating) so load drift hits all alike.
-
-    ``cases``: name -> (session, feeds, calls, divisor).
-    """
-    times: dict[str, list[float]] = {name: [] for name in cases}
-    order = list(cases)
-    for _ in range(max(5, runs // 10)):  # warm-up
-        for session, feeds, calls, _ in cases.values():
-            timed_ms(session, feeds, calls)
-    for i in range(runs):
-        for name in order if i % 2 else order[::-1]:
-            session, feeds, calls, divisor = cases[name]
-            times[name].append(timed_ms(session, feeds, calls) / divisor)
-    return {name: statistics.median(values) for name, values in times.items()}
+def medians_ms(cases: dict[str, list], divisors: dict[str, int], runs: int) -> dict[str, float]:
+    """Median ms per case (divided by its divisor), cases interleaved (``benchmarks.timing``)."""
+    times = time_interleaved(cases, min_repeats=runs, max_repeats=runs, calls=1)
+    return {name: 1000 * statistics.median(t) / divisors[name] for name, t in times.items()}
 
 
 def main() -> None:
@@ -82,7 +56,9 @@ def main() -> None:
     rows, cases, batched = [], {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         for label, ranks in (("dense", None), ("compacted", (args.rank_w, args.rank_u))):
-            model = build(args.hidden, args.features, args.classes, ranks)
+            model = build_fastgrnn(
+                ranks, features=args.features, hidden=args.hidden, classes=args.classes
+            )
             out = Path(tmp) / f"{label}.onnx"
             report = export_model(model, out, x, streaming=True, int8=True)
             rows.append(
@@ -100,28 +76,16 @@ def main() -> None:
             )
             seq = {"features": x[:1].numpy()}
             step = {"x_t": x[:1, 0].numpy(), "h": np.zeros((1, args.hidden), np.float32)}
-            cases[f"{label}/seq"] = (onnx_session(out, threads=1), seq, 1, 1)
-            cases[f"{label}/int8"] = (
-                onnx_session(Path(tmp) / f"{label}.int8.onnx", threads=1),
-                seq,
-                1,
-                1,
-            )
+            session = onnx_session(out, threads=1)
+            cases[f"{label}/seq"] = timed(session, seq)
+            int8_path = Path(tmp) / f"{label}.int8.onnx"
+            cases[f"{label}/int8"] = timed(onnx_session(int8_path, threads=1), seq)
             # T calls of the step graph = one sequence, as a device runs it (plus Python overhead)
-            cases[f"{label}/step"] = (
-                onnx_session(Path(tmp) / f"{label}.step.onnx", threads=1),
-                step,
-                args.steps,
-                1,
-            )
-            batched[f"{label}/seq64"] = (
-                cases[f"{label}/seq"][0],
-                {"features": x[:64].numpy()},
-                1,
-                64,
-            )
-        ms = interleaved_medians(cases, args.runs)
-        ms.update(interleaved_medians(batched, max(args.runs // 10, 20)))
+            step_path = Path(tmp) / f"{label}.step.onnx"
+            cases[f"{label}/step"] = timed(onnx_session(step_path, threads=1), step, args.steps)
+            batched[f"{label}/seq64"] = timed(session, {"features": x[:64].numpy()})
+        ms = medians_ms(cases, dict.fromkeys(cases, 1), args.runs)
+        ms.update(medians_ms(batched, dict.fromkeys(batched, 64), max(args.runs // 10, 20)))
     for r in rows:
         label = r["model"]
         r["ms_per_sequence"] = ms[f"{label}/seq"]

@@ -25,16 +25,14 @@ them; each onnxruntime case rotates over 3 identical sessions, because on a shar
 identical sessions can differ by ~10% (where their buffers land). A figure is the median over
 repeats; a ratio is the median over repeats of the paired per-repeat ratio.
 
-    python benchmarks/inference.py [--out FILE.json] [--budget S] [--no-features]
+    python -m benchmarks.inference [--out FILE.json] [--budget S] [--no-features]
 """
 
 from __future__ import annotations
 
-import argparse
 import math
 import platform
 import statistics
-import sys
 import tempfile
 import time
 import warnings
@@ -46,24 +44,14 @@ import onnx
 import torch
 from torch import nn
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-for _path in (str(ROOT), str(HERE)):
-    if _path not in sys.path:
-        sys.path.insert(0, _path)
-
-from reporting import report  # noqa: E402
-
-from edge_str.export import (  # noqa: E402
-    PARITY_TOLERANCE,
-    compact_fastgrnn,
-    export_model,
-    graph_nodes_per_step,
-    random_heldout,
-    run_onnx,
-)
-from edge_str.fastgrnn import FastGRNNClassifier  # noqa: E402
-from edge_str.lowrank import LowRankMatrix  # noqa: E402
+from benchmarks.reporting import report, script_parser
+from benchmarks.timing import paired_ratio, time_interleaved
+from edge_str.export import export_model, run_onnx
+from edge_str.export.compact_model import compact_fastgrnn
+from edge_str.export.fastgrnn_adapter import graph_nodes_per_step, random_heldout
+from edge_str.export.pipeline import PARITY_TOLERANCE
+from edge_str.fastgrnn import FastGRNNClassifier
+from edge_str.lowrank import LowRankMatrix
 
 STEPS, FEATURES, HIDDEN, CLASSES = 99, 32, 100, 12
 # name: (rank of W, rank of U); None = dense
@@ -99,18 +87,27 @@ def force_rank(matrix: LowRankMatrix, keep: int) -> None:
         matrix.parametrizations.sigma[0].s.fill_(math.log(cut))
 
 
-def build_fastgrnn(ranks: tuple[int, int] | None, seed: int = 0) -> FastGRNNClassifier:
+def build_fastgrnn(
+    ranks: tuple[int, int] | None,
+    seed: int = 0,
+    *,
+    features: int = FEATURES,
+    hidden: int = HIDDEN,
+    classes: int = CLASSES,
+) -> FastGRNNClassifier:
+    """The benchmarks' FastGRNN: dense (``ranks`` None) or STR with exactly ``ranks`` (W, U)
+    surviving (``force_rank``), trained-looking statistics and biases."""
     torch.manual_seed(seed)
     mode = "dense" if ranks is None else "str"
-    model = FastGRNNClassifier(FEATURES, HIDDEN, CLASSES, w_mode=mode, u_mode=mode).eval()
+    model = FastGRNNClassifier(features, hidden, classes, w_mode=mode, u_mode=mode).eval()
     gen = torch.Generator().manual_seed(seed + 1)
     cell = model.rnn.cell
     with torch.no_grad():
-        mean = torch.randn(FEATURES, generator=gen) * 3
-        std = torch.rand(FEATURES, generator=gen) * 2 + 0.5
+        mean = torch.randn(features, generator=gen) * 3
+        std = torch.rand(features, generator=gen) * 2 + 0.5
         model.normalizer.set_statistics(mean, std)
-        cell.bias_gate.copy_(torch.randn(HIDDEN, generator=gen) * 0.5)
-        cell.bias_update.copy_(torch.randn(HIDDEN, generator=gen) * 0.5)
+        cell.bias_gate.copy_(torch.randn(hidden, generator=gen) * 0.5)
+        cell.bias_update.copy_(torch.randn(hidden, generator=gen) * 0.5)
         cell.zeta.fill_(1.2)
         cell.nu.fill_(-3.5)
     if ranks is not None:
@@ -203,46 +200,6 @@ def ort_calls(
     """``SESSIONS_PER_CASE`` callables, one per identical session, each one session.run."""
     sessions = [ort_session(model, level, qdq) for _ in range(SESSIONS_PER_CASE)]
     return [lambda s=s: s.run(None, feeds) for s in sessions]
-
-
-def time_cases(
-    cases: dict[str, list[Callable]],
-    budget_s: float,
-    min_repeats: int = 10,
-    target_s: float = 0.002,
-) -> dict[str, list[float]]:
-    """Seconds per call of every case, one entry per repeat, cases interleaved.
-
-    In repeat r the cases run in an order rotated by r, each using its alternative r mod n (its
-    sessions), each timing enough consecutive calls to last ~``target_s`` (at least one).
-    Stops after the repeat that exhausts ``budget_s`` (not before ``min_repeats``).
-    """
-    names = list(cases)
-    calls = {}
-    for name, fns in cases.items():  # warm-up (first-run allocations) and calibration
-        for fn in fns:
-            fn()
-            fn()
-        start = time.perf_counter()
-        fns[0]()
-        calls[name] = max(1, round(target_s / max(time.perf_counter() - start, 1e-7)))
-    times: dict[str, list[float]] = {name: [] for name in names}
-    start_all = time.perf_counter()
-    r = 0
-    while r < min_repeats or time.perf_counter() - start_all < budget_s:
-        for name in names[r % len(names) :] + names[: r % len(names)]:
-            fn = cases[name][r % len(cases[name])]
-            n = calls[name]
-            start = time.perf_counter()
-            for _ in range(n):
-                fn()
-            times[name].append((time.perf_counter() - start) / n)
-        r += 1
-    return times
-
-
-def paired_ratio(times: dict[str, list[float]], a: str, b: str) -> float:
-    return statistics.median(x / y for x, y in zip(times[a], times[b]))
 
 
 def median_us(values: list[float]) -> float:
@@ -338,13 +295,13 @@ def run(budget_s: float = 40.0, features: bool = True, synth_per_word: int = 20)
             throughput[f"torch:{name}"] = [lambda m=module: m(xb)]
         with torch.inference_mode():
             print(f"timing {len(latency)} cases at batch 1 (~{budget_s:.0f} s) ...", flush=True)
-            t1 = time_cases(latency, budget_s)
+            t1 = time_interleaved(latency, budget_s=budget_s, min_repeats=10)
             print(
                 f"timing {len(throughput)} cases at batch {THROUGHPUT_BATCH} "
                 f"(~{budget_s:.0f} s) ...",
                 flush=True,
             )
-            tb = time_cases(throughput, budget_s, min_repeats=5, target_s=0.0)
+            tb = time_interleaved(throughput, budget_s=budget_s, min_repeats=5, target_s=0.0)
 
     def r1(a: str, b: str) -> float:
         return paired_ratio(t1, a, b)
@@ -542,8 +499,7 @@ def main(
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=None, help="also write the results as JSON")
+    parser = script_parser(__doc__)
     parser.add_argument(
         "--budget", type=float, default=40.0, help="seconds of timing per batch size"
     )

@@ -15,7 +15,7 @@ For scale, the saved activations per batch: the fused C++ node keeps h_{t-1}, z_
 floats), the PyTorch fused node 4 T B H; the reference loop keeps what autograd records for ~8
 ops per step.
 
-    python benchmarks/memory.py [--out FILE.json] [--batches N]
+    python -m benchmarks.memory [--out FILE.json] [--batches N]
 """
 
 from __future__ import annotations
@@ -27,14 +27,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-for path in (str(ROOT), str(HERE)):
-    if path not in sys.path:
-        sys.path.insert(0, path)
+from benchmarks import train_throughput as tt
+from benchmarks.reporting import run_and_report, script_parser
 
-import train_throughput as tt  # noqa: E402
-from reporting import report  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 MODELS = ("fastgrnn_str", "fastgrnn_str_torch", "fastgrnn_str_ref", "gru", "lstm")
 SHAPES = ("google12", "har2")
@@ -108,11 +104,13 @@ def child(model: str, shape: str, batches: int, threads: int) -> dict:
 
 def run(*, batches: int = 5, threads: int = 1) -> dict:
     results: dict = {"batches": batches, "shapes": {}}
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(HERE)]))
+    env = dict(
+        os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
+    )
     for shape in SHAPES:
         rows = {}
         for model in MODELS:
-            cmd = [sys.executable, str(Path(__file__).resolve()), "--child", model, shape]
+            cmd = [sys.executable, "-m", "benchmarks.memory", "--child", model, shape]
             cmd += ["--batches", str(batches), "--threads", str(threads)]
             proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
             if proc.returncode != 0:
@@ -147,13 +145,11 @@ def table(results: dict) -> str:
 
 
 def main(out_json: Path | None = None, **kwargs) -> dict:
-    results = run(**kwargs)
-    return report(results, table(results), out_json)
+    return run_and_report(run, table, out_json, **kwargs)
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=None, help="write the results as JSON")
+    parser = script_parser(__doc__)
     parser.add_argument("--batches", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--child", nargs=2, metavar=("MODEL", "SHAPE"), help=argparse.SUPPRESS)

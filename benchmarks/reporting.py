@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 from edge_str.atomic import write_json
@@ -14,3 +15,16 @@ def report(results: dict, text: str, out_json: Path | None) -> dict:
         write_json(out_json, results)
         print(f"wrote {out_json}")
     return results
+
+
+def run_and_report(run, table, out_json: Path | None = None, **kwargs) -> dict:
+    """``run(**kwargs)``, then ``report`` with ``table(results)``: a benchmark's ``main``."""
+    results = run(**kwargs)
+    return report(results, table(results), out_json)
+
+
+def script_parser(doc: str) -> argparse.ArgumentParser:
+    """A benchmark's command line: its docstring's first line, and ``--out FILE.json``."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=None, help="also write the results as JSON")
+    return parser

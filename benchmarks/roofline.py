@@ -15,26 +15,18 @@
    matmul limit; the rest is per-step elementwise work, dispatch, Python and the optimizer.
    (For nn.GRU/LSTM this is the bound of an ideal implementation with the same structure.)
 
-    python benchmarks/roofline.py [--out FILE.json] [--threads N]
+    python -m benchmarks.roofline [--out FILE.json] [--threads N]
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-for path in (str(ROOT), str(HERE)):
-    if path not in sys.path:
-        sys.path.insert(0, path)
-
-import train_throughput as tt  # noqa: E402
-from reporting import report  # noqa: E402
+from benchmarks import train_throughput as tt
+from benchmarks.reporting import run_and_report, script_parser
 
 PEAK_SIZE = 1024
 
@@ -188,13 +180,11 @@ def table(results: dict) -> str:
 
 
 def main(out_json: Path | None = None, *, throughput: dict | None = None, **kwargs) -> dict:
-    results = run(throughput=throughput, **kwargs)
-    return report(results, table(results), out_json)
+    return run_and_report(run, table, out_json, throughput=throughput, **kwargs)
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=None, help="write the results as JSON")
+    parser = script_parser(__doc__)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     main(args.out, threads=args.threads)

@@ -16,33 +16,22 @@ sequence latency in onnxruntime over an ONNX GRU's, and ``c_latency_ratio_vs_gru
 time in generated C over a C GRU's and over the dense FastGRNN's. Each section's own table is
 printed as it finishes; a summary follows.
 
-    python benchmarks/run_all.py [--out benchmarks/results.json]      (or: make bench)
+    python -m benchmarks.run_all [--out benchmarks/results.json]      (or: make bench)
 """
 
 from __future__ import annotations
 
 import argparse
 import platform
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-for path in (str(ROOT), str(HERE)):
-    if path not in sys.path:
-        sys.path.insert(0, path)
+from benchmarks import c_inference, inference, memory, roofline, train_throughput
+from benchmarks.reporting import report
 
-import c_inference  # noqa: E402
-import inference  # noqa: E402
-import memory  # noqa: E402
-import roofline  # noqa: E402
-import train_throughput  # noqa: E402
-from reporting import report  # noqa: E402
-
-DEFAULT_OUT = HERE / "results.json"
+DEFAULT_OUT = Path(__file__).resolve().parent / "results.json"
 
 
 def run() -> dict:

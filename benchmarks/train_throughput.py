@@ -20,15 +20,13 @@ A shape stops early (after at least 3 repeats) once it has used its time budget 
 Threads: ``torch.set_num_threads(2)`` by default (the 2-core target machine; both FastGRNN's
 per-step product and nn.GRU's run their gemms on 2 threads); ``--threads`` changes it.
 
-    python benchmarks/train_throughput.py [--out FILE.json] [--threads N] [--repeats R]
+    python -m benchmarks.train_throughput [--out FILE.json] [--threads N] [--repeats R]
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -36,14 +34,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from reporting import report  # noqa: E402
-
-from edge_str import fused_ext  # noqa: E402
-from edge_str.fastgrnn import FastGRNNClassifier  # noqa: E402
+from benchmarks.reporting import run_and_report, script_parser
+from benchmarks.timing import time_interleaved
+from edge_str import fused_ext
+from edge_str.fastgrnn import FastGRNNClassifier
 
 # name: (batch, steps, features, hidden, classes, (rank_w, rank_u) of the fixed model)
 SHAPES: dict[str, tuple[int, int, int, int, int, tuple[int, int]]] = {
@@ -90,7 +84,7 @@ def build_model(name: str, shape: str) -> nn.Module:
     elif name == "fastgrnn_str_torch":
         kwargs = {"w_mode": "str", "u_mode": "str", "backend": "torch"}
     elif name == "fastgrnn_str_ref":
-        kwargs = {"w_mode": "str", "u_mode": "str", "fused": False}
+        kwargs = {"w_mode": "str", "u_mode": "str", "backend": "loop"}
     else:
         raise ValueError(f"unknown model {name!r}")
     return FastGRNNClassifier(features, hidden, classes, **kwargs)
@@ -112,36 +106,6 @@ def train_step_fn(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Callabl
         optimizer.step()
 
     return step
-
-
-def time_models(
-    steps: dict[str, Callable[[], None]],
-    repeats: int,
-    steps_per_repeat: int,
-    budget_s: float | None = None,
-    min_repeats: int = 3,
-) -> dict[str, list[float]]:
-    """Seconds per step, one entry per repeat, models interleaved in a rotating order.
-
-    With ``budget_s``, stops after the repeat that exhausts it (but not before ``min_repeats``),
-    so that a heavily loaded machine does not stretch the run without bound.
-    """
-    names = list(steps)
-    for name in names:  # warm-up: first-call allocations, lazy init, kernel load
-        for _ in range(2):
-            steps[name]()
-    times: dict[str, list[float]] = {name: [] for name in names}
-    start_all = time.perf_counter()
-    for r in range(repeats):
-        for name in names[r % len(names) :] + names[: r % len(names)]:
-            start = time.perf_counter()
-            for _ in range(steps_per_repeat):
-                steps[name]()
-            times[name].append((time.perf_counter() - start) / steps_per_repeat)
-        spent = time.perf_counter() - start_all
-        if budget_s is not None and r + 1 >= min_repeats and spent > budget_s:
-            break
-    return times
 
 
 def summarise(shape: str, times: dict[str, list[float]]) -> dict[str, dict[str, float]]:
@@ -192,7 +156,12 @@ def run(
     for shape in shapes:
         x, y = batch(shape)
         steps = {name: train_step_fn(build_model(name, shape), x, y) for name in models}
-        times = time_models(steps, repeats, steps_per_repeat, budget_s)
+        times = time_interleaved(
+            {name: [step] for name, step in steps.items()},
+            budget_s=budget_s,
+            max_repeats=repeats,
+            calls=steps_per_repeat,
+        )
         b, t, f, h, c, _ = SHAPES[shape]
         results["shapes"][shape] = {
             "repeats_done": len(times["gru"]),
@@ -238,13 +207,11 @@ def table(results: dict) -> str:
 
 
 def main(out_json: Path | None = None, **kwargs) -> dict:
-    results = run(**kwargs)
-    return report(results, table(results), out_json)
+    return run_and_report(run, table, out_json, **kwargs)
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=None, help="write the results as JSON")
+    parser = script_parser(__doc__)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=11)
     parser.add_argument("--steps-per-repeat", type=int, default=3)

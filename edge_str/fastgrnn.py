@@ -37,8 +37,11 @@ from edge_str.defaults import (
     ZETA_INIT,
 )
 from edge_str.fused import BACKENDS, fastgrnn_sequence
-from edge_str.lowrank import CompactMatrix, LowRankMatrix
+from edge_str.lowrank import LowRankMatrix
 from edge_str.normalize import FeatureNormalizer
+
+# How the time loop runs: the fused node's implementations, or the reference Python loop.
+LOOP_BACKENDS = (*BACKENDS, "loop")
 
 # Elementwise multiplies per hidden unit per step in the h_t update: z⊙h, sigmoid(zeta)·(1-z),
 # and the coefficient ⊙ h~.
@@ -130,11 +133,13 @@ class FastGRNNCell(nn.Module):
 class FastGRNN(nn.Module):
     """Runs a ``FastGRNNCell`` over a sequence (batch first).
 
-    ``fused=True`` (default) runs the time loop as one autograd node with a hand-written
-    backward through time (``edge_str.fused``); ``fused=False`` is the reference Python loop
-    over ``fastgrnn_step`` recorded op by op by autograd. Both compute the same values.
-    ``backend`` picks the fused implementation: "auto" (the C++ kernel where it can run),
-    "cpp" or "torch" (see ``edge_str.fused.fastgrnn_sequence``).
+    ``backend``, the one setting of how the time loop runs (``model.backend`` in the config,
+    ``edge-str train --backend``): "auto" (default), "cpp" or "torch" run it as one autograd
+    node with a hand-written backward through time (``edge_str.fused``; "auto" takes the C++
+    kernel where it can run, "cpp" insists on it, "torch" is the PyTorch one); "loop" is the
+    reference Python loop over ``fastgrnn_step`` recorded op by op by autograd. All compute the
+    same values. ``EDGE_STR_FUSED_EXT`` overrides whether the C++ kernel is built (see
+    ``edge_str.fused_ext``).
     """
 
     def __init__(
@@ -142,15 +147,13 @@ class FastGRNN(nn.Module):
         input_size: int,
         hidden_size: int,
         *,
-        fused: bool = True,
         backend: str = "auto",
         **cell_kwargs,
     ) -> None:
         super().__init__()
-        if backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        if backend not in LOOP_BACKENDS:
+            raise ValueError(f"backend must be one of {LOOP_BACKENDS}, got {backend!r}")
         self.cell = FastGRNNCell(input_size, hidden_size, **cell_kwargs)
-        self.fused = fused
         self.backend = backend
 
     @property
@@ -166,7 +169,7 @@ class FastGRNN(nn.Module):
             u = cell.U.matrix()  # (H, H)
             # The fused loop has the smooth gates' backward built in; piecewise ones run the
             # reference loop (autograd differentiates the clamps).
-            if self.fused and cell.gates == "exact" and not _tracing():
+            if self.backend != "loop" and cell.gates == "exact" and not _tracing():
                 # Time-major projections (T, B, H): the layout the fused loop runs in.
                 wx = cell.W(x.transpose(0, 1))
                 return fastgrnn_sequence(
@@ -226,23 +229,35 @@ class FastGRNNClassifier(nn.Module):
         """Parameters and MACs per step, as trained and after compaction."""
         cell = self.rnn.cell
         compact_w, compact_u = cell.W.compact(), cell.U.compact()
+        dense_w = cell.W.out_features * cell.W.in_features
+        dense_u = cell.U.out_features * cell.U.in_features
         return ModelCost(
             params_trained=sum(p.numel() for p in self.parameters()),
-            params_compact=_params_compact(self, compact_w, compact_u),
+            params_compact=_params(self, compact_w.params(), compact_u.params()),
+            params_dense=_params(self, dense_w, dense_u),
             macs_per_step_trained=_macs_per_step(cell.W.macs(), cell.U.macs(), cell.hidden_size),
             macs_per_step_compact=_macs_per_step(
                 compact_w.macs(), compact_u.macs(), cell.hidden_size
             ),
+            macs_per_step_dense=_macs_per_step(dense_w, dense_u, cell.hidden_size),
             head_macs=self.head.in_features * self.head.out_features,
         )
 
 
 @dataclass
 class ModelCost:
+    """The one cost model of a FastGRNN classifier: training summary, export report and study.
+
+    ``compact``: after bake + compaction (what a device stores and runs); ``dense``: the same
+    model with W and U dense; ``trained``: as the parameters are held during training.
+    """
+
     params_trained: int
     params_compact: int
+    params_dense: int
     macs_per_step_trained: int
     macs_per_step_compact: int
+    macs_per_step_dense: int
     head_macs: int  # once per sequence, on the last state
 
 
@@ -250,8 +265,8 @@ def _macs_per_step(w_macs: int, u_macs: int, hidden: int) -> int:
     return w_macs + u_macs + _ELEMENTWISE_MACS_PER_UNIT * hidden
 
 
-def _params_compact(model: FastGRNNClassifier, w: CompactMatrix, u: CompactMatrix) -> int:
+def _params(model: FastGRNNClassifier, w_params: int, u_params: int) -> int:
     cell = model.rnn.cell
     scalars = sum(p.numel() for p in (cell.bias_gate, cell.bias_update, cell.zeta, cell.nu))
     head = sum(p.numel() for p in model.head.parameters())
-    return w.params() + u.params() + scalars + head
+    return w_params + u_params + scalars + head

@@ -34,6 +34,7 @@ def build_fastgrnn(
         update_bias_init=cfg.update_bias_init,
         zeta_init=cfg.zeta_init,
         nu_init=cfg.nu_init,
+        backend=cfg.backend,
     )
 
 

@@ -12,6 +12,7 @@ lifecycle of ``torch.ao.pruning``.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -148,6 +149,26 @@ def bake_str(model: nn.Module) -> nn.Module:
         if parametrize.is_parametrized(module, tensor_name):
             parametrize.remove_parametrizations(module, tensor_name, leave_parametrized=True)
     return model
+
+
+def baked_copy(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` with every parametrization baked into plain tensors (exact zeros).
+
+    For both families: STR thresholds (FastGRNN's singular values, a CNN's weights) and GMP
+    masks, the only parametrizations this package registers. ``model`` is left untouched. Not a
+    plain ``copy.deepcopy`` + bake: ``torch.nn.utils.parametrize`` gives each parametrized
+    module a class of its own, a deep copy shares that class with the original, and removing
+    the copy's parametrizations deletes the property from the shared class -- the original then
+    has no ``weight``. Each parametrized module of the copy gets its own copy of the class first.
+    """
+    clone = copy.deepcopy(model)
+    for module in list(clone.modules()):
+        if parametrize.is_parametrized(module):
+            cls = type(module)
+            module.__class__ = type(cls.__name__, cls.__bases__, dict(cls.__dict__))
+            for name in list(module.parametrizations):
+                parametrize.remove_parametrizations(module, name, leave_parametrized=True)
+    return clone
 
 
 @dataclass

@@ -153,12 +153,15 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
 
 
 def load_trained_model(
-    run_dir: str | Path, checkpoint: str = BEST_CHECKPOINT
+    run_dir: str | Path, checkpoint: str = BEST_CHECKPOINT, info: RunInfo | None = None
 ) -> tuple[RunInfo, nn.Module]:
-    """Rebuild the run's model from its config and load the kept (best-validation) weights."""
+    """Rebuild the run's model from its config and load the kept (best-validation) weights.
+
+    ``info``: the run's ``load_run_info``, where the caller has read it already.
+    """
     from edge_str.models import build_model  # models imports config; keep run importable alone
 
-    info = load_run_info(run_dir)
+    info = info or load_run_info(run_dir)
     state = load_checkpoint(Path(run_dir) / checkpoint)
     model = build_model(info.config.model, info.input_shape, len(info.class_names))
     try:

@@ -1,18 +1,12 @@
-"""benchmarks/c_inference.py: its C GRU peer is a GRU, and it reports what run_all reads."""
+"""benchmarks.c_inference: its C GRU peer is a GRU, and it reports what run_all reads."""
 
 from __future__ import annotations
-
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
+from benchmarks import c_inference
 from edge_str.export.c.toolchain import host_compiler
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-
-import c_inference  # noqa: E402
 
 pytestmark = pytest.mark.skipif(host_compiler() is None, reason="no C compiler (gcc/cc/clang)")
 

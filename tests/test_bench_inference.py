@@ -1,16 +1,11 @@
-"""benchmarks/inference.py runs end to end (tiny time budget) and reports what run_all reads."""
+"""benchmarks.inference runs end to end (tiny time budget) and reports what run_all reads."""
 
 from __future__ import annotations
-
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-
-import inference  # noqa: E402
+from benchmarks import inference
 
 
 def test_forced_ranks_survive_baking():

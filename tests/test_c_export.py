@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from edge_str.config import make_config
-from edge_str.export import compact_fastgrnn, export_model, onnx_session
+from edge_str.export import export_model, onnx_session
 from edge_str.export.c import C_FLOAT_TOLERANCE, export_c_model
 from edge_str.export.c.lower import quantize_input
 from edge_str.export.c.toolchain import (
@@ -31,6 +31,7 @@ from edge_str.export.c.toolchain import (
     host_compiler,
     run_sequences,
 )
+from edge_str.export.compact_model import compact_fastgrnn
 from edge_str.models import build_model
 
 FEATURES, HIDDEN, STEPS, CLASSES = 8, 24, 10, 3

@@ -1,4 +1,4 @@
-"""benchmarks/cnn_budget_study.py: the uniform GMP target that matches an STR run's MACs."""
+"""benchmarks.cnn_budget_study: the uniform GMP target that matches an STR run's MACs."""
 
 from __future__ import annotations
 
@@ -8,15 +8,12 @@ from pathlib import Path
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-
-import cnn_budget_study  # noqa: E402
-
-import edge_str.training  # noqa: E402
-from edge_str.cnn.flops import budget_report  # noqa: E402
-from edge_str.cnn.sparsity import mask_parametrizations  # noqa: E402
-from edge_str.config import ModelConfig  # noqa: E402
-from edge_str.models import build_model  # noqa: E402
+import edge_str.training
+from benchmarks import cnn_budget_study
+from edge_str.cnn.flops import budget_report
+from edge_str.cnn.sparsity import mask_parametrizations
+from edge_str.config import ModelConfig
+from edge_str.models import build_model
 
 
 def _pruned_final(cfg: ModelConfig, input_shape, sparsities) -> dict:

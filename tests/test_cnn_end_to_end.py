@@ -18,8 +18,11 @@ from _data_trees import build_speech_tree
 
 from edge_str.cli import main
 from edge_str.data import load_task
-from edge_str.export import PARITY_TOLERANCE, run_onnx
+from edge_str.export import run_onnx
+from edge_str.export.pipeline import PARITY_TOLERANCE
 from edge_str.run import load_trained_model
+
+pytestmark = pytest.mark.slow  # end-to-end runs: skipped by make test-fast
 
 FINAL_KEYS = {
     "task",

@@ -23,16 +23,10 @@ from edge_str.cli import main
 from edge_str.cnn.sparsity import prepare_sparsity
 from edge_str.config import make_config
 from edge_str.errors import EdgeStrError
-from edge_str.export import (
-    CNN_FLOAT_OPS,
-    CNN_INT8_OPS,
-    PARITY_TOLERANCE,
-    cnn_export,
-    export_cnn_model,
-    export_model,
-    run_onnx,
-)
-from edge_str.export.cnn_export import fold_constants, fuse_pad_into_conv
+from edge_str.export import export_cnn_model, export_model, pipeline, run_onnx
+from edge_str.export.cnn_adapter import CNN_FLOAT_OPS, CNN_INT8_OPS
+from edge_str.export.passes import fold_constants, fuse_pad_into_conv
+from edge_str.export.pipeline import PARITY_TOLERANCE
 from edge_str.fastgrnn import FastGRNNClassifier
 from edge_str.models import build_model
 from edge_str.parametrization import threshold_parameters
@@ -319,7 +313,7 @@ def test_refusals_write_nothing(dscnn, tmp_path, monkeypatch):
     ):
         export_cnn_model(dead, out / "a.onnx", x)
 
-    monkeypatch.setattr(cnn_export, "PARITY_TOLERANCE", -1.0)  # no diff can pass
+    monkeypatch.setattr(pipeline, "PARITY_TOLERANCE", -1.0)  # no diff can pass
     with pytest.raises(EdgeStrError, match="disagrees with torch"):
         export_cnn_model(dscnn, out / "a.onnx", x, int8=True)
     assert not out.exists() or list(out.iterdir()) == []  # no files, no temporary folders

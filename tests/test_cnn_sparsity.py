@@ -13,7 +13,6 @@ from edge_str.cnn.sparsity import (
     GMPController,
     STRController,
     bake_sparsity,
-    baked_copy,
     cubic_sparsity,
     mask_parametrizations,
     overall_sparsity,
@@ -23,7 +22,7 @@ from edge_str.cnn.sparsity import (
 from edge_str.config import ModelConfig
 from edge_str.errors import EdgeStrError
 from edge_str.models import build_model
-from edge_str.parametrization import str_parametrizations, threshold_parameters
+from edge_str.parametrization import baked_copy, str_parametrizations, threshold_parameters
 
 SMALL = {
     "dscnn": ((99, 32), 12, {"width": 0.125}),

@@ -50,6 +50,7 @@ def _train(task, cfg, weight_decay, epochs=2, batch_size=128, max_steps=10):
     return model, losses, accuracy
 
 
+@pytest.mark.slow  # an end-to-end run (three trainings): skipped by make test-fast
 def test_str_on_digits_learns_sparsity_with_weight_decay(task, tmp_path):
     cfg = ModelConfig(arch="resnet", depth=10, width=0.125, cnn_s_init=-5.0)
     start = build_model(cfg, task.input_shape, 10)

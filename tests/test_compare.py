@@ -59,6 +59,7 @@ def _finals(out: Path) -> dict[str, str]:
     return {p.parent.name: p.read_text() for p in sorted((out / "runs").glob("*/final.json"))}
 
 
+@pytest.mark.slow  # an end-to-end run: skipped by make test-fast
 def test_study_in_worker_processes_writes_every_method(har, tmp_path):
     cfg, settings = _study(har, tmp_path)
     out = tmp_path / "study"
@@ -140,6 +141,7 @@ def test_study_in_worker_processes_writes_every_method(har, tmp_path):
     assert "★" in text and "◆" in text
 
 
+@pytest.mark.slow  # an end-to-end run: skipped by make test-fast
 def test_resume_skips_finished_runs_and_continues_half_finished_ones(har, tmp_path, monkeypatch):
     cfg, settings = _study(har, tmp_path)
     out = tmp_path / "study"
@@ -188,6 +190,7 @@ def test_resume_skips_finished_runs_and_continues_half_finished_ones(har, tmp_pa
         run_study(cfg_other, settings, out, jobs=1, progress=False)
 
 
+@pytest.mark.slow  # an end-to-end run: skipped by make test-fast
 def test_interrupted_study_keeps_what_finished_and_resumes(har, tmp_path, monkeypatch):
     cfg, settings = _study(har, tmp_path)
     settings.fixed_ranks = [[2, 3]]
@@ -212,6 +215,7 @@ def test_interrupted_study_keeps_what_finished_and_resumes(har, tmp_path, monkey
     assert {r["method"] for r in result.rows} == TINY_METHODS
 
 
+@pytest.mark.slow  # an end-to-end run: skipped by make test-fast
 def test_a_failing_run_is_recorded_and_the_rest_completes(har, tmp_path, monkeypatch):
     cfg, settings = _study(har, tmp_path)
     settings.fixed_ranks = [[2, 3]]
@@ -240,6 +244,7 @@ def test_a_failing_run_is_recorded_and_the_rest_completes(har, tmp_path, monkeyp
     assert "1 failed, 2 skipped" in result.summary_line()
 
 
+@pytest.mark.slow  # an end-to-end run: skipped by make test-fast
 def test_budget_runs_at_fractions_of_dense(har, tmp_path):
     cfg, settings = _study(har, tmp_path)
     settings.fixed_ranks, settings.str_weight_decays, settings.baselines = [], [], []
@@ -263,6 +268,7 @@ def test_budget_runs_at_fractions_of_dense(har, tmp_path):
     assert result.rows[0]["method"] == "dense"
 
 
+@pytest.mark.slow  # an end-to-end run: skipped by make test-fast
 def test_plan_with_the_trainers_s_init_and_without_svd_runs(har, tmp_path):
     cfg, settings = _study(har, tmp_path)
     settings.str_s_init, settings.posthoc_svd = None, False
@@ -299,6 +305,7 @@ def test_baseline_and_budget_settings_are_checked(setting, message):
         CompareSettings.from_dict({**preset("har2").to_dict(), **setting})
 
 
+@pytest.mark.slow  # an end-to-end run: skipped by make test-fast
 def test_cli(har, tmp_path, capsys):
     path = tmp_path / "study.yaml"
     path.write_text(TINY.replace("[[2, 3], [20, 4]]", "[[2, 3]]").replace("epochs: 2", "epochs: 1"))

@@ -21,19 +21,12 @@ from torch.nn.utils import parametrize
 import edge_str.data
 from edge_str.cli import main
 from edge_str.config import make_config
-from edge_str.export import (
-    FLOAT_OPS,
-    INT8_OPS,
-    PARITY_TOLERANCE,
-    SCAN_OPS,
-    export_model,
-    export_run,
-    graph_nodes_per_step,
-    onnx_export,
-    run_onnx,
-    run_onnx_streaming,
-)
-from edge_str.export.onnx_export import int8_weight_bytes_estimate, weight_bytes
+from edge_str.export import export_model, export_run, pipeline, run_onnx, run_onnx_streaming
+from edge_str.export.checks import check_graph, weight_bytes
+from edge_str.export.fastgrnn_adapter import FLOAT_OPS, INT8_OPS, SCAN_OPS, graph_nodes_per_step
+from edge_str.export.pipeline import PARITY_TOLERANCE
+from edge_str.export.quantize import dequantized_model, int8_weight_bytes_estimate
+from edge_str.export.runtime import default_session
 from edge_str.models import build_model
 from edge_str.run import BEST_CHECKPOINT, RunInfo, save_checkpoint, save_run_info
 from tests._cli import refused
@@ -507,6 +500,37 @@ def test_only_standard_ops_and_no_debug_metadata(trained_state, heldout, tmp_pat
         assert not [p for p in tmp_path.iterdir() if p.suffix not in (".onnx", ".json")]
 
 
+def test_int8_is_also_measured_as_plain_dequantized_math_and_as_onnxruntime_fuses_it(
+    trained_state, heldout, tmp_path
+):
+    """FILE.json's int8 part gives the file against the plain arithmetic on w = (q - zero) ·
+    scale (what C computes) and against onnxruntime's default session (its QDQ fusion)."""
+    x, y = heldout[0][:64], heldout[1][:64]
+    report = export_model(_model(trained_state, w=3, u=5), tmp_path / "q.onnx", x, y, int8=True)
+    int8_path = tmp_path / "q.int8.onnx"
+    plain = dequantized_model(onnx.load(str(int8_path)))
+    onnx.save(plain, str(tmp_path / "plain.onnx"))
+    assert "DequantizeLinear" not in {n.op_type for n in plain.graph.node}
+    plain_logits = run_onnx(tmp_path / "plain.onnx", x)
+    fused_logits = run_onnx(int8_path, x, session=default_session(int8_path))
+    file_logits = run_onnx(int8_path, x)
+    figures = report["int8"]
+    assert figures["plain_dequantized"]["max_abs_diff_vs_file"] == pytest.approx(
+        float(np.abs(file_logits - plain_logits).max()), abs=1e-7
+    )
+    assert figures["plain_dequantized"]["max_abs_diff_vs_file"] <= 1e-5
+    acc_plain = float((plain_logits.argmax(1) == y.numpy()).mean())
+    acc_fused = float((fused_logits.argmax(1) == y.numpy()).mean())
+    assert figures["plain_dequantized"]["accuracy"] == pytest.approx(acc_plain)
+    assert figures["onnxruntime_default"]["accuracy"] == pytest.approx(acc_fused)
+    assert figures["onnxruntime_default"]["max_abs_diff_vs_plain_dequantized"] == pytest.approx(
+        float(np.abs(fused_logits - plain_logits).max()), abs=1e-7
+    )
+    assert figures["weights_quantized"] == sum(
+        n.op_type == "DequantizeLinear" for n in onnx.load(str(int8_path)).graph.node
+    )
+
+
 def test_the_op_check_refuses_nonstandard_ops():
     x = onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [2])
     y = onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [2])
@@ -522,9 +546,9 @@ def test_the_op_check_refuses_nonstandard_ops():
             graph, opset_imports=[onnx.helper.make_opsetid(d, v) for d, v in opsets]
         )
         with pytest.raises(edge_str.EdgeStrError, match="outside the standard set"):
-            onnx_export.check_graph(model, FLOAT_OPS, "g.onnx")
+            check_graph(model, FLOAT_OPS, "g.onnx")
     tanh = onnx.helper.make_graph([onnx.helper.make_node("Tanh", ["x"], ["y"])], "g", [x], [y])
-    onnx_export.check_graph(
+    check_graph(
         onnx.helper.make_model(tanh, opset_imports=[onnx.helper.make_opsetid("", 13)]),
         FLOAT_OPS,
         "g.onnx",
@@ -555,7 +579,7 @@ def test_normalisation_is_inside_the_graph(trained_state, stats, heldout, tmp_pa
 def test_failed_check_writes_nothing(trained_state, heldout, tmp_path, monkeypatch):
     model = _model(trained_state, w=3, u=5)
     out = tmp_path / "out"
-    monkeypatch.setattr(onnx_export, "PARITY_TOLERANCE", -1.0)  # no diff can pass
+    monkeypatch.setattr(pipeline, "PARITY_TOLERANCE", -1.0)  # no diff can pass
     with pytest.raises(edge_str.EdgeStrError, match="disagrees with torch"):
         export_model(model, out / "m.onnx", heldout[0][:8], int8=True, streaming=True)
     assert list(out.iterdir()) == []  # no files, no temporary folders left behind

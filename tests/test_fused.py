@@ -7,6 +7,7 @@ is no C++ compiler at all).
 
 from __future__ import annotations
 
+import argparse
 import math
 import shutil
 
@@ -15,8 +16,13 @@ import torch
 from torch.utils import cpp_extension
 
 from edge_str import fused_ext
+from edge_str.commands import train
+from edge_str.commands.train import overrides_from_args
+from edge_str.config import make_config
+from edge_str.errors import EdgeStrError
 from edge_str.fastgrnn import FastGRNN, FastGRNNClassifier, fastgrnn_step
 from edge_str.fused import fastgrnn_sequence
+from edge_str.models import build_model
 from edge_str.parametrization import str_parametrizations
 
 TOL = 1e-5  # max abs difference allowed in float32 (outputs and every gradient)
@@ -33,7 +39,8 @@ def cpp_available() -> bool:
     return True
 
 
-@pytest.fixture(params=["torch", "cpp"])
+# "cpp" builds the kernel (once per machine): marked slow, so make test-fast skips it.
+@pytest.fixture(params=["torch", pytest.param("cpp", marks=pytest.mark.slow)])
 def backend(request, monkeypatch) -> str:
     """Select the implementation FastGRNN.forward uses (through EDGE_STR_FUSED_EXT)."""
     if request.param == "cpp":
@@ -79,7 +86,7 @@ def _model(mode: str, f: int, h: int, classes: int = 3) -> FastGRNNClassifier:
 
 def _grads(model, x, y, fused: bool):
     model.zero_grad(set_to_none=True)
-    model.rnn.fused = fused
+    model.rnn.backend = "auto" if fused else "loop"
     x = x.clone().requires_grad_()
     logits = model(x)
     torch.nn.functional.cross_entropy(logits, y).backward()
@@ -126,7 +133,7 @@ def test_initial_state_and_input_gradients(backend, steps):
     weights = torch.randn(3, 6)
     results = []
     for fused in (False, True):
-        rnn.fused = fused
+        rnn.backend = "auto" if fused else "loop"
         out = rnn(x, h0)
         if fused:
             assert type(out.grad_fn).__name__ == _node_name(backend)
@@ -144,9 +151,9 @@ def test_inference_without_grad_matches_reference(backend, steps):
     model = _model("str", 5, 7)
     x = torch.randn(4, steps, 5)
     with torch.no_grad():
-        model.rnn.fused = False
+        model.rnn.backend = "loop"
         ref = model(x)
-        model.rnn.fused = True
+        model.rnn.backend = "auto"
         out = model(x)
     assert (out - ref).abs().max() <= TOL
 
@@ -203,7 +210,7 @@ def test_unusable_kernel_falls_back_to_pytorch_path(monkeypatch):
     with pytest.warns(RuntimeWarning, match="no compiler here"):
         out = rnn(x)
     assert type(out.grad_fn).__name__ == "FastGRNNSequenceBackward"
-    rnn.fused = False
+    rnn.backend = "loop"
     assert (out - rnn(x)).abs().max() <= TOL
     monkeypatch.setenv("EDGE_STR_FUSED_EXT", "on")
     monkeypatch.setattr(
@@ -236,3 +243,17 @@ def test_backend_and_policy_are_validated(monkeypatch):
     monkeypatch.setenv("EDGE_STR_FUSED_EXT", "sometimes")
     with pytest.raises(ValueError, match="EDGE_STR_FUSED_EXT"):
         fused_ext.load_extension()
+
+
+def test_one_backend_setting_reaches_the_model_from_the_config_and_the_cli():
+    cfg = make_config("google12", overrides={"model": {"backend": "loop", "hidden": 4}})
+    model = build_model(cfg.model, (5, 3), 2)
+    assert model.rnn.backend == "loop"
+    out = model(torch.randn(2, 5, 3))
+    assert "FastGRNNSequence" not in type(out.grad_fn).__name__  # recorded op by op
+    with pytest.raises(EdgeStrError, match="unknown backend 'gpu'"):
+        make_config("google12", overrides={"model": {"backend": "gpu"}})
+    parser = argparse.ArgumentParser()
+    train.register(parser.add_subparsers())
+    args = parser.parse_args(["train", "--out", "r", "--backend", "torch"])
+    assert overrides_from_args(args)["model"]["backend"] == "torch"

@@ -84,6 +84,7 @@ def test_bad_flag_is_one_line_and_makes_no_run_folder(tmp_path, capsys):
     assert not out.exists()
 
 
+@pytest.mark.slow  # an end-to-end run: skipped by make test-fast
 def test_sgd_end_to_end_on_digits(tmp_path, capsys):
     out = tmp_path / "run"
     argv = ["train", "--task", "digits", "--out", str(out), "--model", "resnet", "--depth", "10"]

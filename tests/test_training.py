@@ -49,6 +49,7 @@ def _without_timing(records):
     return [{k: v for k, v in r.items() if k not in TIMING_FIELDS} for r in records]
 
 
+@pytest.mark.slow  # an end-to-end run: skipped by make test-fast
 @pytest.mark.parametrize("mode", RANK_MODES)
 @pytest.mark.parametrize("task", ["har2", "google12"])
 def test_tiny_end_to_end_run(task, mode, har_tree, speech_tree, tmp_path, capsys):
@@ -77,6 +78,7 @@ def test_tiny_end_to_end_run(task, mode, har_tree, speech_tree, tmp_path, capsys
     assert summary.startswith(f"trained {task} fastgrnn: test ")
 
 
+@pytest.mark.slow  # an end-to-end run: skipped by make test-fast
 def test_same_seed_gives_identical_metrics(har_tree, tmp_path):
     assert _train("har2", har_tree, tmp_path / "a", "--seed", "3") == 0
     assert _train("har2", har_tree, tmp_path / "b", "--seed", "3") == 0
@@ -85,6 +87,7 @@ def test_same_seed_gives_identical_metrics(har_tree, tmp_path):
     assert _without_timing(_metrics(tmp_path / "a")) != _without_timing(_metrics(tmp_path / "c"))
 
 
+@pytest.mark.slow  # an end-to-end run: skipped by make test-fast
 def test_resume_after_interrupt_equals_uninterrupted(speech_tree, tmp_path, monkeypatch, capsys):
     args = ("--epochs", "3", "--seed", "1")
     assert _train("google12", speech_tree, tmp_path / "full", *args) == 0
@@ -183,6 +186,7 @@ def _factors(run):
     return model.rnn.cell.U
 
 
+@pytest.mark.slow  # an end-to-end run: skipped by make test-fast
 @pytest.mark.parametrize("svd_each_epoch", [True, False])
 def test_str_matrices_end_every_epoch_in_svd_form(svd_each_epoch, har_tree, tmp_path):
     config = tmp_path / "c.yaml"

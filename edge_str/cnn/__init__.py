@@ -24,7 +24,7 @@ Hooks for the trainer (``edge-str train`` with ``model.arch`` in ``CNN_ARCHS``):
 Hooks for the exporter:
 
     bake_sparsity(model)        # STR thresholds / GMP masks -> plain weights with exact zeros
-    baked_copy(model)           # the same on a copy, leaving the trained model as it is
+    baked_copy(model)           # the same on a copy (edge_str.parametrization, both families)
     weight_storage(model)       # bytes: dense, values + indices, values + bitmask; per layer
     budget_report(model)        # params, nonzero, dense and sparse MACs per layer and in total
 
@@ -41,7 +41,6 @@ from edge_str.cnn.resnet import ResNet
 from edge_str.cnn.sparsity import (
     SparsityController,
     bake_sparsity,
-    baked_copy,
     overall_sparsity,
     prepare_sparsity,
     prunable_layers,
@@ -56,7 +55,6 @@ __all__ = [
     "ResNet",
     "SparsityController",
     "bake_sparsity",
-    "baked_copy",
     "budget_report",
     "build_cnn",
     "build_cnn_network",

@@ -34,7 +34,6 @@ Trainer contract (see ``prepare_sparsity``):
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -126,22 +125,6 @@ def bake_sparsity(model: nn.Module) -> nn.Module:
         if parametrize.is_parametrized(module, "weight"):
             parametrize.remove_parametrizations(module, "weight", leave_parametrized=True)
     return model
-
-
-def baked_copy(model: nn.Module) -> nn.Module:
-    """A copy of ``model`` with its sparsity baked in (``bake_sparsity``); ``model`` is untouched.
-
-    Not a plain ``copy.deepcopy`` + bake: ``torch.nn.utils.parametrize`` gives each parametrized
-    module a class of its own, a deep copy shares that class with the original, and removing
-    the copy's parametrizations deletes the property from the shared class -- the original then
-    has no ``weight``. Each parametrized module of the copy gets its own copy of the class first.
-    """
-    clone = copy.deepcopy(model)
-    for module in clone.modules():
-        if parametrize.is_parametrized(module):
-            cls = type(module)
-            module.__class__ = type(cls.__name__, cls.__bases__, dict(cls.__dict__))
-    return bake_sparsity(clone)
 
 
 # ----------------------------------------------------------------------------- measurement
@@ -469,7 +452,6 @@ __all__ = [
     "apply_mask",
     "attach_sparsity",
     "bake_sparsity",
-    "baked_copy",
     "budget_targets",
     "cubic_sparsity",
     "is_sparsified",

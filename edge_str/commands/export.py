@@ -1,12 +1,11 @@
 """``edge-str export RUN --out FILE.onnx``: bake STR in, write standard ONNX, check and report.
 
-``--c DIR`` (FastGRNN) also writes C99 for microcontrollers, checked with the ONNX files and
-moved into place with them (``export.c``); without ``--out`` the ONNX files and FILE.json go to
-DIR/NAME.onnx and DIR/NAME.json.
-
-FastGRNN runs: pruned ranks dropped (``export.onnx_export``). CNN runs (DS-CNN, ResNet,
-MobileNetV1): sparse weights baked in, BatchNorm folded, storage and budget figures in FILE.json
-(``export.cnn_export``); ``--streaming`` and ``--loop scan`` are refused for them.
+One pipeline (``export.pipeline``) for both families. FastGRNN runs: pruned ranks dropped
+(``export.fastgrnn_adapter``). CNN runs (DS-CNN, ResNet, MobileNetV1): sparse weights baked in,
+BatchNorm folded, storage and budget figures in FILE.json (``export.cnn_adapter``);
+``--streaming`` and ``--loop scan`` are refused for them. ``--c DIR`` (FastGRNN) also writes C99 for
+microcontrollers, checked with the ONNX files and moved into place with them (``export.c``);
+without ``--out`` the ONNX files and FILE.json go to DIR/NAME.onnx and DIR/NAME.json.
 
 Held-out inputs for the parity checks and the accuracies come from the test split through the
 data-loader contract:
@@ -27,7 +26,8 @@ import torch
 
 from edge_str.errors import EdgeStrError
 from edge_str.export.c.cli import add_c_arguments, c_request, c_summary
-from edge_str.export.onnx_export import DEFAULT_OPSET, LOOP_FORMS, MAX_OPSET, MIN_OPSET
+from edge_str.export.fastgrnn_adapter import LOOP_FORMS
+from edge_str.export.options import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
 from edge_str.run import RunInfo
 
 BUNDLED_TASKS = ("digits",)  # data shipped with a dependency: no --data folder needed

@@ -7,7 +7,7 @@ import argparse
 from edge_str.cnn.sparsity import SPARSITY_MODES
 from edge_str.config import OPTIMIZERS, TASKS, make_config
 from edge_str.families import ARCHS, family_of
-from edge_str.fastgrnn import GATES
+from edge_str.fastgrnn import GATES, LOOP_BACKENDS
 from edge_str.lowrank import RANK_MODES
 from edge_str.parametrization import GRANULARITIES
 
@@ -50,6 +50,11 @@ def register(subparsers) -> None:
         type=float,
         metavar="K",
         help="budget mode: ... of K KiB of float32 weights (1 KiB = 256 parameters)",
+    )
+    p.add_argument(
+        "--backend",
+        choices=LOOP_BACKENDS,
+        help="FastGRNN time loop: auto (C++ kernel where it builds), cpp, torch, loop (reference)",
     )
     cnn = p.add_argument_group("CNN path")
     cnn.add_argument(
@@ -100,6 +105,7 @@ def overrides_from_args(args: argparse.Namespace) -> dict:
             "gates": args.gates,
             "target_params": args.target_params,
             "target_kb": args.target_kb,
+            "backend": args.backend,
             "arch": args.arch,
             "sparsity": args.sparsity,
             "str_granularity": args.str_granularity,

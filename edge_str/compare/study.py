@@ -216,7 +216,7 @@ def evaluate_truncated(job: StudyJob) -> dict[str, Any]:
     from edge_str.data import load_task
     from edge_str.models import build_model
     from edge_str.training.evaluation import accuracy
-    from edge_str.training.summary import model_summary
+    from edge_str.training.summary import final_summary
 
     start = time.perf_counter()
     cfg = TrainConfig.from_dict(job.config)
@@ -231,20 +231,18 @@ def evaluate_truncated(job: StudyJob) -> dict[str, Any]:
     save_checkpoint(
         job.run_dir / BEST_CHECKPOINT, {"model": model.state_dict(), "val_accuracy": val}
     )
-    final = {
-        "task": cfg.task,
-        "arch": cfg.model.arch,
-        "method": "svd",
-        "test_accuracy": test,
-        "val_accuracy": val,
-        "best_epoch": 0,
-        "epochs": 0,
-        "train_seconds": 0.0,  # no training; the SVD itself took ``svd_seconds``
-        "svd_seconds": time.perf_counter() - start,
-        "seed": cfg.seed,
-        "svd_of": str(_dense_dir(job)),
-        **model_summary(model),
-    }
+    final = final_summary(
+        cfg,
+        model,
+        method="svd",
+        test_accuracy=test,
+        val_accuracy=val,
+        best_epoch=0,
+        epochs=0,
+        train_seconds=0.0,  # no training; the SVD itself took ``svd_seconds``
+        svd_seconds=time.perf_counter() - start,
+        svd_of=str(_dense_dir(job)),
+    )
     write_json(job.run_dir / FINAL_FILE, final)
     return final
 

@@ -37,7 +37,7 @@ from torch import nn
 from edge_str.errors import EdgeStrError
 from edge_str.fastgrnn import FastGRNNClassifier, gate_functions
 from edge_str.lowrank import CompactMatrix
-from edge_str.parametrization import bake_str, str_parametrizations
+from edge_str.parametrization import baked_copy, str_parametrizations
 
 
 class CompactProjection(nn.Module):
@@ -209,37 +209,15 @@ class MatrixSummary:
         }
 
 
-def clone_fastgrnn(model: FastGRNNClassifier) -> FastGRNNClassifier:
-    """A fresh copy of ``model`` (same architecture, STR re-applied, same weights).
-
-    Not ``copy.deepcopy``: a parametrized module's class is created per instance by
-    ``torch.nn.utils.parametrize`` and a deep copy shares it, so baking the copy
-    (``remove_parametrizations``) would delete the parametrized attributes of the original too.
-    """
-    if not isinstance(model, FastGRNNClassifier):
-        raise EdgeStrError(f"export supports FastGRNN classifiers only, not {type(model).__name__}")
-    cell = model.rnn.cell
-    clone = FastGRNNClassifier(
-        cell.input_size,
-        cell.hidden_size,
-        model.head.out_features,
-        w_mode=cell.W.mode,
-        u_mode=cell.U.mode,
-        rank_w=cell.W.rank,
-        rank_u=cell.U.rank,
-        gates=cell.gates,
-    )
-    clone.load_state_dict(model.state_dict())
-    return clone.eval()
-
-
 def compact_fastgrnn(model: FastGRNNClassifier) -> tuple[CompactFastGRNN, dict[str, MatrixSummary]]:
     """Bake STR into a copy of ``model`` and compact it; the original is left untouched.
 
     Returns the export module and, per matrix, the kept ranks (the STR-learned k, also when the
     product is stored dense because that is smaller).
     """
-    baked = bake_str(clone_fastgrnn(model)).eval()
+    if not isinstance(model, FastGRNNClassifier):
+        raise EdgeStrError(f"export supports FastGRNN classifiers only, not {type(model).__name__}")
+    baked = baked_copy(model).eval()
     cell = baked.rnn.cell
     summary = {}
     for name, matrix in (("W", cell.W), ("U", cell.U)):

@@ -14,7 +14,7 @@ TorchScript exporter writes from ``CompactFastGRNN`` (see there for the formulas
 Why it exists, and why it is not the default: at batch 1 onnxruntime runs this graph faster
 than the unrolled one (0.65-0.85x the time on a 2-core x86 machine: the loop body is 9-10
 nodes that stay hot in cache, against ~1,000 distinct nodes), and the file does not grow with
-T. At batch 100 it is 3-10% slower (benchmarks/inference.py), and microcontroller toolchains
+T. At batch 100 it is 3-10% slower (benchmarks.inference), and microcontroller toolchains
 (TFLite-Micro via onnx2tf, STM32Cube.AI, CMSIS-NN code generators) handle Scan's subgraph
 partially or not at all, so the unrolled straight line stays the default. Needs W of rank > 0
 (a model whose W was pruned away ignores its input; export it unrolled).

@@ -13,7 +13,7 @@ from edge_str.defaults import (
     ZETA_INIT,
 )
 from edge_str.families.base import ModelFamily, lazy, summary_hooks
-from edge_str.fastgrnn import GATES
+from edge_str.fastgrnn import GATES, LOOP_BACKENDS
 from edge_str.lowrank import RANK_MODES
 from edge_str.validation import setting
 
@@ -43,6 +43,10 @@ class FastGRNNConfig:
     # size (see edge_str.training.budget). At most one of the two; KiB of float32 (4 B a param).
     target_params: int | None = None
     target_kb: float | None = None
+    # The time loop: auto (C++ kernel where it builds, else PyTorch) | cpp | torch | loop (the
+    # reference Python loop); see edge_str.fastgrnn.FastGRNN. EDGE_STR_FUSED_EXT overrides the
+    # C++ build.
+    backend: str = setting("auto", choices=LOOP_BACKENDS)
 
 
 def _unused(cfg: Any) -> dict[str, str]:

@@ -124,7 +124,7 @@ def load_predictor(model: str | Path) -> Predictor:
 
 
 def _run_predictor(run_dir: Path) -> Predictor:
-    from edge_str.export.onnx_common import torch_logits
+    from edge_str.export.torch_onnx import torch_logits
     from edge_str.fastgrnn import FastGRNNClassifier
     from edge_str.run import load_trained_model
 
@@ -163,7 +163,7 @@ def _torch_step(model) -> StreamStep:
 
 
 def _onnx_predictor(path: Path) -> Predictor:
-    from edge_str.export.onnx_common import onnx_session, run_onnx
+    from edge_str.export.runtime import onnx_session, run_onnx
 
     if not path.is_file():
         raise EdgeStrError(f"{path}: no such ONNX file")
@@ -209,7 +209,7 @@ def _session(path: Path, onnx_session):
 
 
 def _onnx_step(path: Path, session) -> StreamStep:
-    from edge_str.export.onnx_common import onnx_session
+    from edge_str.export.runtime import onnx_session
 
     if session is None:
         if not path.is_file():

@@ -12,6 +12,7 @@ from typing import Any
 from torch import nn
 
 from edge_str.cnn import ImageClassifier, budget_report, plot_budget, weight_storage
+from edge_str.cnn.cost import cnn_cost
 from edge_str.families import family_of, family_of_model
 from edge_str.fastgrnn import FastGRNNClassifier
 
@@ -21,6 +22,40 @@ FLOAT32_BYTES = 4
 def model_summary(model: nn.Module) -> dict[str, Any]:
     """Size and structure of ``model`` as it will be deployed (after bake + compaction)."""
     return family_of_model(model).summary(model)
+
+
+def final_summary(
+    cfg: Any,
+    model: nn.Module,
+    *,
+    test_accuracy: float,
+    val_accuracy: float,
+    best_epoch: int,
+    epochs: int,
+    train_seconds: float,
+    method: str | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """RUN/final.json: the run's settings and accuracies, then ``model_summary(model)``.
+
+    The one builder for a trained run (``trainer``) and a run made without training (the
+    study's SVD truncations). ``method`` defaults to the family's (how FastGRNN's W and U are
+    factored, how a CNN's weights are sparsified); ``extra`` holds what only one caller knows
+    (e.g. svd_seconds).
+    """
+    return {
+        "task": cfg.task,
+        "arch": cfg.model.arch,
+        "method": family_of(cfg.model.arch).method(cfg.model) if method is None else method,
+        "test_accuracy": test_accuracy,
+        "val_accuracy": val_accuracy,
+        "best_epoch": best_epoch,
+        "epochs": epochs,
+        "train_seconds": train_seconds,
+        "seed": cfg.seed,
+        **extra,
+        **model_summary(model),
+    }
 
 
 def format_summary(summary: dict[str, Any], arch: str) -> str:
@@ -71,18 +106,8 @@ def is_cnn(model: nn.Module) -> bool:
 
 
 def cnn_summary(model: nn.Module) -> dict[str, Any]:
-    # The learned (or scheduled) sparsity budget decides size and MACs.
-    budget = budget_report(model)
-    storage = weight_storage(model)
-    return {
-        "sparsity": budget["sparsity"],
-        "params": budget["nonzero"] + budget["other_params"],
-        "params_dense": budget["params"] + budget["other_params"],
-        "bytes": storage["total_best_bytes"],
-        "bytes_dense": storage["total_dense_bytes"],
-        "macs": budget["sparse_macs"],
-        "macs_dense": budget["dense_macs"],
-    }
+    # The learned (or scheduled) sparsity budget decides size and MACs (the one cost model).
+    return cnn_cost(budget_report(model), weight_storage(model))
 
 
 def cnn_epoch_text(summary: dict[str, Any]) -> str:

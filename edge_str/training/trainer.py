@@ -61,7 +61,7 @@ from edge_str.training.optim import (
     build_scheduler,
     restore_svd_forms,
 )
-from edge_str.training.summary import format_summary, model_summary
+from edge_str.training.summary import final_summary, format_summary, model_summary
 
 # Fields of a metrics record that measure the machine, not the training: excluded when
 # comparing runs for determinism.
@@ -384,19 +384,15 @@ def _finish(run_dir, cfg, data, history, best, device, resumes) -> dict[str, Any
     model.to(device)
     x_test, y_test = data.split_tensors("test")
     family = family_of(cfg.model.arch)
-    final = {
-        "task": cfg.task,
-        "arch": cfg.model.arch,
-        # FastGRNN: how W and U are factored; CNNs: how weights are sparsified
-        "method": family.method(cfg.model),
-        "test_accuracy": accuracy(model, x_test, y_test, device=str(device)),
-        "val_accuracy": best["val_accuracy"],
-        "best_epoch": best["epoch"] + 1,
-        "epochs": len(history),
-        "train_seconds": sum(record["seconds"] for record in history),
-        "seed": cfg.seed,
-        **model_summary(model.cpu()),
-    }
+    final = final_summary(
+        cfg,
+        model.cpu(),
+        test_accuracy=accuracy(model, x_test, y_test, device=str(device)),
+        val_accuracy=best["val_accuracy"],
+        best_epoch=best["epoch"] + 1,
+        epochs=len(history),
+        train_seconds=sum(record["seconds"] for record in history),
+    )
     if resumes:
         final["resumes"] = resumes
     final.update(family.final_extras(model, cfg, run_dir))
