@@ -36,21 +36,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-for path in (str(ROOT), str(HERE)):
-    if path not in sys.path:
-        sys.path.insert(0, path)
-
-from reporting import report  # noqa: E402
-
-from edge_str.atomic import write_atomic  # noqa: E402
-from edge_str.compare import CompareSettings, plan_base_jobs, run_study  # noqa: E402
-from edge_str.compare.report import MARKERS  # noqa: E402
-from edge_str.compare.study import dense_param_count  # noqa: E402
-from edge_str.config import TrainConfig, make_config  # noqa: E402
-from edge_str.errors import EdgeStrError  # noqa: E402
-from edge_str.scheduling import config_difference  # noqa: E402
+from benchmarks.reporting import report
+from edge_str.atomic import write_atomic
+from edge_str.compare import CompareSettings, plan_base_jobs, run_study
+from edge_str.compare.report import MARKERS
+from edge_str.compare.study import dense_param_count
+from edge_str.config import TrainConfig, make_config
+from edge_str.errors import EdgeStrError
+from edge_str.scheduling import config_difference
 
 BASELINE_HIDDEN = 64  # the nn.GRU(64) / nn.LSTM(64)
 BUDGET_FRACTIONS = (0.5, 0.25)  # of the dense model's parameters
@@ -59,6 +52,8 @@ STR_MARGIN = 2.0  # points: STR >= dense - 2 ...
 STR_MAX_FRACTION = 0.5  # ... at <= 1/2 of the dense parameters
 STR_AIM_FRACTION = 0.25  # (aim)
 BUDGET_TOLERANCE = 0.10  # budget runs within +-10% of their target
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
 METHOD_ORDER = ("gru", "lstm", "dense", "str", "budget")
 DEFAULT_WORK = ROOT / "build" / "quality"
 

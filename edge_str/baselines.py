@@ -51,8 +51,10 @@ class RNNClassifier(nn.Module):
         return ModelCost(
             params_trained=params,
             params_compact=params,
+            params_dense=params,  # nothing to compact: dense as trained
             macs_per_step_trained=macs,
             macs_per_step_compact=macs,
+            macs_per_step_dense=macs,
             head_macs=self.head.in_features * self.head.out_features,
         )
 

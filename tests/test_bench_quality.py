@@ -4,17 +4,12 @@ from __future__ import annotations
 
 import csv
 import json
-import sys
-from pathlib import Path
 
 import pytest
 from _data_trees import build_har_tree
 
+from benchmarks import quality
 from edge_str.config import make_config
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-
-import quality  # noqa: E402
 
 TITLES = [
     "nn.GRU(64)",

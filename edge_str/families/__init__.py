@@ -78,7 +78,10 @@ def export_adapter(arch: str) -> Any:
     family = family_of(arch)
     adapter = _EXPORT_ADAPTERS.get(family.name)
     if adapter is None:
-        raise EdgeStrError(f"{arch} runs cannot be exported (no exporter for {family.name})")
+        exportable = ", ".join(sorted(_EXPORT_ADAPTERS))
+        raise EdgeStrError(
+            f"{arch} runs cannot be exported (no exporter for {family.name}; {exportable} runs can)"
+        )
     if isinstance(adapter, str):
         module_name, _, attribute = adapter.partition(":")
         adapter = getattr(importlib.import_module(module_name), attribute)
