@@ -19,7 +19,14 @@ import torch
 
 from edge_str.export.files import MAIN
 from edge_str.export.options import ExportOptions
-from edge_str.families import CNN, FAMILIES, FASTGRNN, export_adapter, register_export_adapter
+from edge_str.families import (
+    CNN,
+    FAMILIES,
+    FASTGRNN,
+    export_adapter,
+    exporting_families,
+    register_export_adapter,
+)
 
 if TYPE_CHECKING:
     from edge_str.run import RunInfo
@@ -173,5 +180,6 @@ def adapter_for_arch(arch: str) -> ExportAdapter:
 
 def adapter_for_family(family: str) -> ExportAdapter:
     """The exporter that wrote a report (FILE.json's "family")."""
-    adapters = [export_adapter(f.archs[0]) for f in FAMILIES]
+    exporting = exporting_families()  # the GRU/LSTM baselines have no exporter
+    adapters = [export_adapter(f.archs[0]) for f in FAMILIES if f.name in exporting]
     return next(a for a in adapters if a.family == family)

@@ -73,12 +73,17 @@ def register_export_adapter(family_name: str, adapter: Any) -> None:
     _EXPORT_ADAPTERS[family_name] = adapter
 
 
+def exporting_families() -> tuple[str, ...]:
+    """The names of the families that have an export adapter."""
+    return tuple(sorted(_EXPORT_ADAPTERS))
+
+
 def export_adapter(arch: str) -> Any:
     """The export adapter of the family that builds ``arch``."""
     family = family_of(arch)
     adapter = _EXPORT_ADAPTERS.get(family.name)
     if adapter is None:
-        exportable = ", ".join(sorted(_EXPORT_ADAPTERS))
+        exportable = ", ".join(exporting_families())
         raise EdgeStrError(
             f"{arch} runs cannot be exported (no exporter for {family.name}; {exportable} runs can)"
         )
