@@ -191,11 +191,12 @@ def absolute_paths(cfg: TrainConfig) -> TrainConfig:
     return dataclasses.replace(cfg, data_dir=absolute(cfg.data_dir), model=model, data=data)
 
 
-def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+def flat_settings(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested config dict as {"section.key": value}: what resume and the scheduler compare."""
     flat = {}
     for key, value in tree.items():
         if isinstance(value, dict):
-            flat.update(_flat(value, f"{prefix}{key}."))
+            flat.update(flat_settings(value, f"{prefix}{key}."))
         else:
             flat[f"{prefix}{key}"] = value
     return flat
@@ -203,8 +204,8 @@ def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def check_resumable(run_dir: Path, saved: TrainConfig, asked: TrainConfig) -> None:
     """Refuse a resume whose settings differ from the run's beyond ``RESUMABLE``."""
-    before = _flat(absolute_paths(saved).to_dict())
-    after = _flat(absolute_paths(asked).to_dict())
+    before = flat_settings(absolute_paths(saved).to_dict())
+    after = flat_settings(absolute_paths(asked).to_dict())
     changed = [k for k in before if before[k] != after.get(k) and k not in RESUMABLE]
     if changed:
         what = ", ".join(f"{k} {before[k]!r} -> {after.get(k)!r}" for k in changed)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_str.errors import EdgeStrError
-from edge_str.run import CONFIG_FILE, FINAL_FILE, LAST_CHECKPOINT
+from edge_str.run import CONFIG_FILE, FINAL_FILE, LAST_CHECKPOINT, flat_settings
 
 LOG_FILE = "train.log"
 ERROR_FILE = "error.log"
@@ -93,19 +93,9 @@ def execute_job(job: Job) -> Outcome:
         return Outcome("failed", error=one_line(error))
 
 
-def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
 def config_difference(planned: dict[str, Any], saved: dict[str, Any]) -> str | None:
     """The first setting in which a run on disk differs from the planned one, or None."""
-    a, b = _flatten(planned), _flatten(saved)
+    a, b = flat_settings(planned), flat_settings(saved)
     for key in sorted(set(a) | set(b)):
         if key in _IGNORED_KEYS:
             continue
