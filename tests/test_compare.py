@@ -286,6 +286,19 @@ def test_plan_with_the_trainers_s_init_and_without_svd_runs(har, tmp_path):
     assert not {"svd", "svd+finetune"} & {r["method"] for r in result.rows}
 
 
+def test_str_default_run_is_the_training_config_as_it_is(har, tmp_path):
+    cfg, settings = _study(har, tmp_path)
+    settings.str_weight_decays, settings.str_default = [], True
+    cfg.optim.weight_decay, cfg.optim.threshold_decay, cfg.model.s_init = 2e-4, 0.02, -4.0
+    (job,) = [j for j in plan_base_jobs(cfg, settings, tmp_path / "study") if j.method == "str"]
+    assert job.name == "str-default"
+    assert job.setting == "defaults: mu 0.0002, threshold decay 0.02, s_init -4"
+    expected = TrainConfig.from_dict({**cfg.to_dict(), "out": job.config["out"]})
+    expected.model.rank_mode, expected.model.init_weights = "str", None
+    expected.model.rank_w = expected.model.rank_u = None
+    assert job.config == expected.to_dict()
+
+
 @pytest.mark.parametrize(
     "setting, message",
     [

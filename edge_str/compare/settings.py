@@ -6,6 +6,7 @@ A study YAML is an ``edge-str train`` config with one extra section, ``compare``
       fixed_ranks: [[3, 4], [6, 16]]    # (rank W, rank U) of each fixed-rank run
       str_weight_decays: [0.003, 0.01]  # mu of each STR run (it learns its own ranks)
       str_s_init: -2.0                  # s_init of the STR runs (g = exp on sigma)
+      str_default: true                 # one more STR run with the training config as it is
       finetune_epochs: 5                # epochs of each truncated-SVD fine-tune
       finetune_lr: 0.003                # their initial learning rate (null: optim.lr)
       epochs: 20                        # epochs of every trained run (null: optim.epochs)
@@ -47,6 +48,10 @@ class CompareSettings:
     # STR threshold init for the study's STR runs (see edge_str.defaults); None: the training
     # config's s_init.
     str_s_init: float | None = STUDY_S_INIT
+    # One more STR run ("str-default") with the training config's own STR settings (its mu,
+    # threshold decay and s_init, as ``edge-str train`` would use them): what a user gets
+    # without choosing.
+    str_default: bool = False
     # nn.GRU / nn.LSTM classifiers (the models a user would pick instead), one run per hidden size.
     baselines: list[str] = setting(factory=lambda: list(RNN_BASELINES), choices=RNN_BASELINES)
     baseline_hidden: list[int] = setting(factory=lambda: [64], at_least=1)

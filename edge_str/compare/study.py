@@ -99,6 +99,18 @@ def _run_config(base: TrainConfig, out: Path, name: str, **model: Any) -> TrainC
     return cfg
 
 
+STR_DEFAULT_RUN = "str-default"
+
+
+def _default_str_setting(cfg: TrainConfig) -> str:
+    optim = cfg.optim
+    decay = optim.weight_decay if optim.threshold_decay is None else optim.threshold_decay
+    return (
+        f"defaults: mu {mu_name(optim.weight_decay)}, threshold decay {mu_name(decay)}, "
+        f"s_init {cfg.model.s_init:g}"
+    )
+
+
 def mu_name(mu: float) -> str:
     return f"{mu:g}"
 
@@ -126,6 +138,9 @@ def plan_base_jobs(
         cfg.optim.threshold_decay = None  # the paper's objective: the same mu on thresholds
         setting = f"mu {mu_name(mu)}, s_init {s_init:g}"
         jobs.append(_job(name, "str", setting, cfg))
+    if settings.str_default:
+        cfg = _run_config(base, out, STR_DEFAULT_RUN, rank_mode="str", rank_w=None, rank_u=None)
+        jobs.append(_job(STR_DEFAULT_RUN, "str", _default_str_setting(cfg), cfg))
     if dense_params is not None:
         for fraction in settings.budget_fractions:
             target = round(fraction * dense_params)
