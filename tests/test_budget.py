@@ -46,6 +46,16 @@ def test_target_kb_is_kib_of_float32():
     assert target_params_of(300, None) == 300
 
 
+def test_target_kb_with_int8_counts_a_byte_per_weight(har_tree, tmp_path):
+    assert target_params_of(None, 2.0, int8=True) == 2048
+    kib = 0.6 * FULL_PARAMS / 1024  # 60% of the full model's parameters, at a byte each
+    final = _budget_run(har_tree, tmp_path / "run", "--target-kb", f"{kib:.6f}", "--int8")
+    budget = final["size_budget"]
+    assert budget["weights"] == "int8" and budget["target_params"] == int(kib * 1024)
+    assert budget["reached_bytes"] == budget["reached_params"] == final["params"]
+    assert budget["within_band"] is True
+
+
 @pytest.mark.parametrize(
     "flags, message",
     [
@@ -53,6 +63,7 @@ def test_target_kb_is_kib_of_float32():
         (["--target-params", "100000"], "must lie between"),
         (["--target-params", "-5"], "must be positive"),
         (["--target-params", "200", "--rank-mode", "dense"], "needs a FastGRNN with --rank-mode"),
+        (["--target-params", "200", "--int8"], "--int8: counts a --target-kb budget at int8"),
     ],
 )
 def test_impossible_budgets_are_one_line(flags, message, har_tree, tmp_path, capsys):

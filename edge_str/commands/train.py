@@ -52,6 +52,12 @@ def register(subparsers) -> None:
         help="budget mode: ... of K KiB of float32 weights (1 KiB = 256 parameters)",
     )
     p.add_argument(
+        "--int8",
+        action="store_true",
+        default=None,
+        help="budget mode: count --target-kb at int8 weights (1 KiB = 1,024 parameters)",
+    )
+    p.add_argument(
         "--backend",
         choices=LOOP_BACKENDS,
         help="FastGRNN time loop: auto (C++ kernel where it builds), cpp, torch, loop (reference)",
@@ -105,6 +111,7 @@ def overrides_from_args(args: argparse.Namespace) -> dict:
             "gates": args.gates,
             "target_params": args.target_params,
             "target_kb": args.target_kb,
+            "target_int8": args.int8,
             "backend": args.backend,
             "arch": args.arch,
             "sparsity": args.sparsity,

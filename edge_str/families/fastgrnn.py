@@ -43,6 +43,7 @@ class FastGRNNConfig:
     # size (see edge_str.training.budget). At most one of the two; KiB of float32 (4 B a param).
     target_params: int | None = None
     target_kb: float | None = None
+    target_int8: bool = False  # target_kb counts int8 weights (1 B a param), as export --int8
     # The time loop: auto (C++ kernel where it builds, else PyTorch) | cpp | torch | loop (the
     # reference Python loop); see edge_str.fastgrnn.FastGRNN. EDGE_STR_FUSED_EXT overrides the
     # C++ build.

@@ -26,6 +26,7 @@ from edge_str.fastgrnn import FastGRNNClassifier
 from edge_str.parametrization import threshold_parameters
 
 FLOAT32_BYTES = 4
+INT8_BYTES = 1  # the per-row or per-tensor scales are left out: a few bytes a matrix
 KIB = 1024
 BAND = 0.10  # the final compacted size must land within ±10% of the target
 RAMP_FRACTION = 0.5  # the moving budget reaches the target half-way through training
@@ -34,10 +35,19 @@ STEP_INIT, STEP_MIN, STEP_MAX = 0.01, 1e-3, 0.1
 STEP_GROW, STEP_SHRINK = 1.2, 0.5
 
 
-def target_params_of(target_params: int | None, target_kb: float | None) -> int | None:
-    """The budget in parameters: ``target_kb`` KiB of float32 is target_kb * 1024 / 4 params."""
+def bytes_per_param(int8: bool) -> int:
+    """Bytes of one weight in the budget: float32, or int8 (``--target-kb K --int8``, as
+    ``export --int8`` / ``--c --weights int8`` store them)."""
+    return INT8_BYTES if int8 else FLOAT32_BYTES
+
+
+def target_params_of(
+    target_params: int | None, target_kb: float | None, int8: bool = False
+) -> int | None:
+    """The budget in parameters: ``target_kb`` KiB is target_kb * 1024 / 4 float32 params, or
+    target_kb * 1024 int8 params."""
     if target_kb is not None:
-        return int(target_kb * KIB / FLOAT32_BYTES)
+        return int(target_kb * KIB / bytes_per_param(int8))
     return target_params
 
 
@@ -107,16 +117,20 @@ class BudgetController:
         self.delta, self.last_sign = float(state["delta"]), float(state["last_sign"])
 
 
-def size_budget_report(model: FastGRNNClassifier, target_params: int) -> dict[str, Any]:
+def size_budget_report(
+    model: FastGRNNClassifier, target_params: int, int8: bool = False
+) -> dict[str, Any]:
     """What ``final.json`` says of a budget run: the target, what was reached, the W/U split."""
     cost = model.cost()
     cell = model.rnn.cell
     reached = cost.params_compact
+    width = bytes_per_param(int8)
     return {
         "target_params": target_params,
-        "target_bytes": target_params * FLOAT32_BYTES,
+        "weights": "int8" if int8 else "float32",
+        "target_bytes": target_params * width,
         "reached_params": reached,
-        "reached_bytes": reached * FLOAT32_BYTES,
+        "reached_bytes": reached * width,
         "relative_error": reached / target_params - 1,
         "within_band": abs(reached - target_params) <= BAND * target_params,
         "band": BAND,

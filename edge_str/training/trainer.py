@@ -103,6 +103,8 @@ def load_init_weights(model: nn.Module, path: str) -> None:
 def check_budget_settings(cfg: TrainConfig) -> None:
     """One clear error for a budget flag that cannot apply, before any data is loaded."""
     model = cfg.model
+    if model.target_int8 and model.target_kb is None:
+        raise EdgeStrError("--int8: counts a --target-kb budget at int8; give --target-kb K")
     if model.target_params is None and model.target_kb is None:
         return
     if model.target_params is not None and model.target_kb is not None:
@@ -120,7 +122,7 @@ def sparsity_controller(
 ) -> SparsityController | BudgetController | None:
     """The family's controller (the CNN path's STR/GMP), or FastGRNN's budget controller in
     budget mode (plain FastGRNN STR needs none: its thresholds are parameters)."""
-    target = target_params_of(cfg.model.target_params, cfg.model.target_kb)
+    target = target_params_of(cfg.model.target_params, cfg.model.target_kb, cfg.model.target_int8)
     if cfg.model.arch != "fastgrnn" or target is None:
         return family_of(cfg.model.arch).controller(model, cfg.model)
     smallest, start = smallest_params(model), model.cost().params_compact
@@ -396,8 +398,8 @@ def _finish(run_dir, cfg, data, history, best, device, resumes) -> dict[str, Any
     if resumes:
         final["resumes"] = resumes
     final.update(family.final_extras(model, cfg, run_dir))
-    target = target_params_of(cfg.model.target_params, cfg.model.target_kb)
+    target = target_params_of(cfg.model.target_params, cfg.model.target_kb, cfg.model.target_int8)
     if cfg.model.arch == "fastgrnn" and target is not None:
-        final["size_budget"] = size_budget_report(model, target)
+        final["size_budget"] = size_budget_report(model, target, cfg.model.target_int8)
     write_json(run_dir / FINAL_FILE, final)
     return final
