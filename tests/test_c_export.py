@@ -33,6 +33,7 @@ from edge_str.export.c.toolchain import (
 )
 from edge_str.export.compact_model import compact_fastgrnn
 from edge_str.models import build_model
+from tests._raw_features import feature_stats, raw_features
 
 FEATURES, HIDDEN, STEPS, CLASSES = 8, 24, 10, 3
 FEATURE_SETTINGS = {
@@ -50,17 +51,12 @@ pytestmark = needs_gcc
 
 
 def _data(n: int, seed: int, mean: torch.Tensor, std: torch.Tensor):
-    """Raw features around (mean, std); the class is which of 3 features is largest on average."""
-    g = torch.Generator().manual_seed(seed)
-    z = torch.randn(n, STEPS, FEATURES, generator=g)
-    y = z[:, :, :CLASSES].mean(1).argmax(1)
-    return (mean + std * z).float(), y
+    return raw_features(n, seed, mean, std, STEPS, CLASSES)
 
 
 @pytest.fixture(scope="module")
 def stats():
-    g = torch.Generator().manual_seed(1)
-    return torch.randn(FEATURES, generator=g) * 3, torch.rand(FEATURES, generator=g) * 2 + 0.5
+    return feature_stats(FEATURES)
 
 
 @pytest.fixture(scope="module")

@@ -30,25 +30,19 @@ from edge_str.export.runtime import default_session
 from edge_str.models import build_model
 from edge_str.run import BEST_CHECKPOINT, RunInfo, save_checkpoint, save_run_info
 from tests._cli import refused
+from tests._raw_features import feature_stats, raw_features
 
 FEATURES, HIDDEN, STEPS, CLASSES = 8, 32, 6, 3
 CLASS_NAMES = ["left", "right", "stop"]
 
 
 def _data(n: int, seed: int, mean: torch.Tensor, std: torch.Tensor):
-    """Raw features around (mean, std); the class is which of 3 features is largest on average."""
-    g = torch.Generator().manual_seed(seed)
-    z = torch.randn(n, STEPS, FEATURES, generator=g)
-    y = z[:, :, :CLASSES].mean(1).argmax(1)
-    return (mean + std * z).float(), y
+    return raw_features(n, seed, mean, std, STEPS, CLASSES)
 
 
 @pytest.fixture(scope="module")
 def stats():
-    g = torch.Generator().manual_seed(1)
-    mean = torch.randn(FEATURES, generator=g) * 3
-    std = torch.rand(FEATURES, generator=g) * 2 + 0.5
-    return mean, std
+    return feature_stats(FEATURES)
 
 
 @pytest.fixture(scope="module")
