@@ -35,6 +35,8 @@ class RNNClassifier(nn.Module):
         self.kind, self.input_size, self.hidden_size = kind, input_size, hidden_size
         self.normalizer = FeatureNormalizer(input_size)
         self.rnn = _LAYERS[kind](input_size, hidden_size, batch_first=True)
+        if kind == "lstm":
+            _open_forget_gate_(self.rnn)
         self.head = nn.Linear(hidden_size, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -57,6 +59,25 @@ class RNNClassifier(nn.Module):
             macs_per_step_dense=macs,
             head_macs=self.head.in_features * self.head.out_features,
         )
+
+
+# LSTM forget-gate bias at the start (Jozefowicz et al., ICML 2015; Keras' unit_forget_bias):
+# PyTorch's default init puts it near 0, so the cell forgets half its memory each step; on the
+# 99-frame clips of Google-12 the LSTM then underfit (73% train accuracy after 30 epochs on a
+# synth tree where nn.GRU reached 99%).
+LSTM_FORGET_BIAS = 1.0
+
+
+@torch.no_grad()
+def _open_forget_gate_(lstm: nn.LSTM) -> None:
+    """Set the forget gate's bias (the second of PyTorch's i, f, g, o blocks) to
+    ``LSTM_FORGET_BIAS``; b_ih and b_hh are summed, so b_hh's block is zeroed."""
+    h = lstm.hidden_size
+    for name, bias in lstm.named_parameters():
+        if name.startswith("bias_ih"):
+            bias[h : 2 * h] = LSTM_FORGET_BIAS
+        elif name.startswith("bias_hh"):
+            bias[h : 2 * h] = 0.0
 
 
 def build_rnn_baseline(cfg, input_shape: tuple[int, ...], num_classes: int) -> RNNClassifier:

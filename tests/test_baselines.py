@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from edge_str.baselines import RNNClassifier
+from edge_str.baselines import LSTM_FORGET_BIAS, RNNClassifier
 from edge_str.cli import main
 from edge_str.config import ModelConfig
 from edge_str.models import build_model
@@ -37,6 +37,20 @@ def test_forward_uses_the_normaliser_and_the_last_state(kind):
     torch.testing.assert_close(logits, model.head(out[:, -1]))
     model.normalizer.set_statistics(torch.ones(3), 2 * torch.ones(3))
     assert not torch.allclose(model(x), logits)  # raw features go in: the stats matter
+
+
+def test_lstm_starts_with_an_open_forget_gate():
+    torch.manual_seed(0)
+    lstm = RNNClassifier("lstm", 5, 8, 3).rnn
+    h = 8
+    total = lstm.bias_ih_l0 + lstm.bias_hh_l0  # PyTorch adds the two biases
+    assert torch.equal(total[h : 2 * h], torch.full((h,), LSTM_FORGET_BIAS))
+    # the input, cell and output gates keep PyTorch's uniform init, inside +-1/sqrt(h)
+    others = torch.cat([total[:h], total[2 * h :]])
+    assert others.abs().max() <= 2 / h**0.5 and others.std() > 0
+    torch.manual_seed(0)
+    gru = RNNClassifier("gru", 5, 8, 3).rnn
+    assert gru.bias_ih_l0.abs().max() <= 1 / h**0.5  # the GRU is PyTorch's as it is
 
 
 @pytest.mark.parametrize("kind", ["gru", "lstm"])
