@@ -58,6 +58,17 @@ def default_dense_init(out_features: int, in_features: int, generator=None) -> t
     return (torch.rand(out_features, in_features, generator=generator) * 2 - 1) * bound
 
 
+def _orthogonal_rest(kept: torch.Tensor, rest: torch.Tensor) -> torch.Tensor:
+    """Orthonormal columns for ``rest`` (d, j) in the complement of the orthonormal ``kept``
+    (d, k): Gram-Schmidt by QR, with signs chosen so each column leans toward its old one."""
+    if rest.shape[1] == 0:
+        return rest
+    residual = rest - kept @ (kept.T @ rest)
+    q, r = torch.linalg.qr(residual)
+    signs = torch.where(torch.diagonal(r) < 0, -1.0, 1.0).to(q.dtype)
+    return q * signs
+
+
 class LowRankMatrix(nn.Module):
     """An (out_features x in_features) matrix, dense or factored with an optional learned rank."""
 
@@ -178,8 +189,22 @@ class LowRankMatrix(nn.Module):
         tolerance = max(computed.shape) * torch.finfo(torch.float32).eps * float(sv[0])
         alive = (torch.arange(len(sv)) < k) & (sv > tolerance)
         kept_sigma = torch.where(alive[:k], sv[:k] + threshold, 0.0).float()
-        self.w1.copy_(u[:, :r])  # (m, r)
-        self.w2.copy_(vh[:r])  # (r, n)
+        # The pruned sigmas stay on their own directions, made orthogonal to the kept ones: the
+        # SVD's own directions past rank k span its null space in no particular basis (round-off
+        # picks it), so a rank that comes back would come back anywhere, and two processes would
+        # disagree about it.
+        # Each kept (u_i, v_i) pair's sign is LAPACK's choice too: flip it to agree with the old
+        # column it overlaps most, so the factors move continuously from epoch to epoch.
+        old_w1, old_w2 = refactor.old_w1.double(), refactor.old_w2.double()
+        u_k, vh_k = u[:, :k], vh[:k]
+        if k:
+            overlap = u_k.T @ old_w1[:, refactor.kept]  # (k, k)
+            nearest = overlap.gather(1, overlap.abs().argmax(1, keepdim=True)).squeeze(1)
+            signs = torch.where(nearest < 0, -1.0, 1.0).to(u.dtype)
+            u_k, vh_k = u_k * signs, vh_k * signs[:, None]
+        self.w1.copy_(torch.cat([u_k, _orthogonal_rest(u_k, old_w1[:, pruned])], 1))  # (m, r)
+        w2_rest = _orthogonal_rest(vh_k.T, old_w2[pruned].T).T
+        self.w2.copy_(torch.cat([vh_k, w2_rest], 0))  # (r, n)
         raw_sigma.copy_(torch.cat([kept_sigma, raw_sigma[pruned].abs()]))
         refactor.new_sigma_hat = torch.where(alive[:r], sv[:r], 0.0).float()
         return refactor

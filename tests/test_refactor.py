@@ -46,6 +46,31 @@ def test_refactor_leaves_outputs_unchanged_and_sigma_the_singular_values(prune):
     assert torch.allclose(matrix.raw_sigma(), torch.linalg.svdvals(raw.detach()), atol=1e-5)
 
 
+def test_refactor_is_continuous_in_the_factors_pruned_directions_included():
+    """Two processes whose matrices differ by round-off must get the same factors back: the
+    pruned sigmas stay on their own (orthogonalised) directions, not on whatever basis the SVD
+    picks for its null space, and each kept pair keeps its sign."""
+    a, b = _drifted(3, prune=True), _drifted(3, prune=True)
+    with torch.no_grad():
+        b.w1.add_(1e-6 * torch.randn_like(b.w1))
+    a.restore_svd_form_(), b.restore_svd_form_()
+    assert torch.allclose(a.w1, b.w1, atol=1e-4) and torch.allclose(a.w2, b.w2, atol=1e-4)
+    # in SVD form already: a second refactor changes nothing, pruned directions included
+    w1, w2, sigma = a.w1.detach().clone(), a.w2.detach().clone(), a.raw_sigma().detach().clone()
+    a.restore_svd_form_()
+    assert torch.allclose(a.w1, w1, atol=1e-5) and torch.allclose(a.w2, w2, atol=1e-5)
+    assert torch.allclose(a.raw_sigma(), sigma, atol=1e-5)
+    # each pruned direction is its old one made orthogonal to the kept: it still leans that way
+    c = _drifted(3, prune=True)
+    old = c.w1.detach().clone()
+    pruned = (c.sigma.detach() == 0).nonzero().flatten()
+    order = pruned[c.raw_sigma().detach()[pruned].abs().argsort(descending=True)]
+    c.restore_svd_form_()
+    k = c.effective_rank()
+    for new_column, old_column in zip(c.w1.detach()[:, k:].T, old[:, order].T):
+        assert float(new_column @ old_column) > 0
+
+
 def _adam_with_state(matrix, grads):
     """Adam over ``matrix`` whose moments are this one gradient (as after many equal steps)."""
     optimizer = build_optimizer(matrix, OptimConfig())
