@@ -148,7 +148,8 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
 # ~lr-per-step thresholds with the weights' mu (1e-4) never pruned; momentum SGD summed to 1000
 # over the run with decay 0.03 ends at W 11-14 of 32, U 6-11 of 100 on four tuning trees, within
 # a point of dense or above it (0.01: as accurate or less, 5-25% larger; 0.1 collapsed one tree
-# to 36.5%). README "What a short run learns"; `make quality` checks it on five other trees.
+# to 36.5% before the thresholds' rate ramped up at the start, THRESHOLD_WARMUP_FRACTION).
+# README "What a short run learns"; `make quality` checks it on five other trees.
 FASTGRNN_DEFAULTS: dict[str, Any] = {"optim": {"threshold_rate": 1000.0, "threshold_decay": 0.03}}
 
 

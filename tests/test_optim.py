@@ -92,3 +92,34 @@ def test_sgd_end_to_end_on_digits(tmp_path, capsys):
     assert main([*argv, "--lr", "0.1", "--weight-decay", "5e-3"]) == 0
     assert json.loads((out / "config.json").read_text())["optim"]["optimizer"] == "sgd"
     assert json.loads((out / "final.json").read_text())["test_accuracy"] > 0.5
+
+
+def test_threshold_rate_sums_over_the_run_with_a_ramp_up_at_the_start(model):
+    """Under threshold_rate R the thresholds' per-step lr / eps sums to R over the run; their lr
+    ramps up over the first fifth of it while the weights follow the schedule alone."""
+    from edge_str.training.optim import (
+        THRESHOLD_SGD_EPS,
+        THRESHOLD_WARMUP_FRACTION,
+        build_scheduler,
+        lr_factor,
+    )
+
+    cfg = OptimConfig(epochs=30, lr=1e-2, threshold_rate=1000.0, threshold_decay=0.03)
+    steps = 7
+    optimizer = build_optimizer(model, cfg, steps_per_epoch=steps)
+    scheduler = build_scheduler(optimizer, cfg)
+    summed, per_epoch, weights = 0.0, [], []
+    for _ in range(cfg.epochs):
+        groups = _groups(optimizer)
+        per_epoch.append(groups["thresholds"]["lr"])
+        weights.append(groups["weights"]["lr"])
+        summed += steps * groups["thresholds"]["lr"] / THRESHOLD_SGD_EPS
+        optimizer.step()
+        scheduler.step()
+    assert summed == pytest.approx(1000.0, rel=1e-6)
+    warm = int(THRESHOLD_WARMUP_FRACTION * cfg.epochs)  # 6 epochs
+    full = per_epoch[warm] / lr_factor(cfg, warm)  # the rate at factor 1
+    for epoch in range(warm):
+        ramp = (epoch + 1) / warm
+        assert per_epoch[epoch] == pytest.approx(full * lr_factor(cfg, epoch) * ramp, rel=1e-6)
+    assert weights == pytest.approx([1e-2 * lr_factor(cfg, e) for e in range(cfg.epochs)])
