@@ -70,6 +70,11 @@ def threshold_factor(cfg: OptimConfig, epoch: int) -> float:
     return lr_factor(cfg, epoch) * min(1.0, (epoch + 1) / warm_epochs)
 
 
+def thresholds_follow_own_rule(cfg: OptimConfig) -> bool:
+    """Whether the thresholds take ``threshold_rate``'s momentum-SGD steps (Adam only)."""
+    return cfg.threshold_rate is not None and cfg.optimizer == "adam"
+
+
 def build_optimizer(
     model: nn.Module, cfg: OptimConfig, steps_per_epoch: int | None = None
 ) -> torch.optim.Optimizer:
@@ -83,7 +88,7 @@ def build_optimizer(
     groups = [{"params": weights, "weight_decay": cfg.weight_decay, "name": "weights"}]
     if thresholds:
         group = {"params": thresholds, "weight_decay": threshold_decay, "name": "thresholds"}
-        if cfg.threshold_rate is not None and cfg.optimizer == "adam":
+        if thresholds_follow_own_rule(cfg):
             if steps_per_epoch is None:
                 raise ValueError("threshold_rate needs steps_per_epoch")
             # sum over the run of lr_t / eps = threshold_rate
@@ -176,8 +181,7 @@ def build_scheduler(
         return torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.lr_decay_epochs, gamma=0.5)
 
     def factor_of(group: dict) -> Callable[[int], float]:
-        own_rule = cfg.threshold_rate is not None and cfg.optimizer == "adam"
-        if group.get("name") == "thresholds" and own_rule:
+        if group.get("name") == "thresholds" and thresholds_follow_own_rule(cfg):
             return lambda epoch: threshold_factor(cfg, epoch)
         return lambda epoch: lr_factor(cfg, epoch)
 
