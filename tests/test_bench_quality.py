@@ -158,3 +158,11 @@ def test_accuracy_targets_compare_means_over_seeds():
     # A seed STR did not finish is left out of the pairing, not counted as 0.
     unfinished = [r for r in rows if (r["method"], r["seed"]) != ("str", 1)]
     assert "over 2 seeds" in quality.check_targets(unfinished)[1]["detail"]
+
+
+@pytest.mark.parametrize("seeds", [(), (0, 0)])
+def test_seeds_must_be_one_or_more_different_ones(tmp_path, seeds):
+    tree = quality.Tree("tiny", "har2", path=str(tmp_path / "never-read"))
+    with pytest.raises(quality.EdgeStrError, match="--seeds must be one or more different"):
+        quality.main(tmp_path / "out", tmp_path / "work", [tree], jobs=1, epochs=1, seeds=seeds)
+    assert not (tmp_path / "work").exists()
