@@ -33,6 +33,7 @@ import argparse
 import csv
 import io
 import math
+import statistics
 import subprocess
 import sys
 import time
@@ -130,15 +131,19 @@ def make_tree(tree: Tree, work: Path) -> Path:
 def study_settings(epochs: int, every_method: bool = True) -> CompareSettings:
     """The study's grids: one STR run with the training defaults as they are (compare's
     ``str_default``), the baselines and budgets; no fixed-rank, mu-grid or SVD runs. Without
-    ``every_method``, only the ``REPEATED`` methods (the extra seeds)."""
+    ``every_method``, only the ``REPEATED`` methods (the extra seeds; dense and STR always run)."""
+
+    def wanted(method: str) -> bool:
+        return every_method or method in REPEATED
+
     return CompareSettings(
         fixed_ranks=[],
         str_weight_decays=[],
         str_s_init=None,
         str_default=True,
-        baselines=["gru", "lstm"] if every_method else ["gru"],
+        baselines=[m for m in ("gru", "lstm") if wanted(m)],
         baseline_hidden=[BASELINE_HIDDEN],
-        budget_fractions=list(BUDGET_FRACTIONS) if every_method else [],
+        budget_fractions=list(BUDGET_FRACTIONS) if wanted("budget") else [],
         posthoc_svd=False,
         epochs=epochs,
     )
@@ -243,16 +248,12 @@ def _pts(accuracy: float) -> float:
     return 100 * accuracy
 
 
-def _mean(values: Sequence[float]) -> float:
-    return sum(values) / len(values)
+_mean = statistics.fmean
 
 
 def _sd(values: Sequence[float]) -> float:
     """Sample standard deviation (0 for one value)."""
-    if len(values) < 2:
-        return 0.0
-    m = _mean(values)
-    return math.sqrt(sum((v - m) ** 2 for v in values) / (len(values) - 1))
+    return statistics.stdev(values) if len(values) > 1 else 0.0
 
 
 def _accuracies(rows: Sequence[dict[str, Any]]) -> list[float]:
