@@ -20,6 +20,7 @@ broadcast, so the replicas stay identical whatever the SVD's rounding on each de
 
 from __future__ import annotations
 
+import gc
 import logging
 import math
 import os
@@ -155,6 +156,15 @@ class Replicas:
                     f"epoch {epoch + 1}: rank {rank}'s model differs from rank 0's (weights, "
                     "STR thresholds or ranks); the replicas went out of sync"
                 )
+
+    def finish(self) -> None:
+        """The end of a run that went well on every rank: no rank leaves the group while
+        another may still be in a collective, and no finished collective's work object (they
+        hold tensors) outlives the group into interpreter shutdown, where gloo's worker threads
+        freeing it can abort the process (SIGABRT once in CI, on rank 1 after a finished run)."""
+        if self.distributed:
+            gc.collect()
+            dist.barrier()
 
     def close(self) -> None:
         if self.owns_group and dist.is_initialized():

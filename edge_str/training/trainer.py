@@ -208,7 +208,9 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> dict[str, Any]:
             cfg, saved = _prepare_run_dir(cfg, resume)
             device = replicas.device(resolve_device(cfg.device))
             log = log if replicas.is_main else _quiet
-            return _train(cfg, run_dir, saved, device, log, replicas)
+            final = _train(cfg, run_dir, saved, device, log, replicas)
+        replicas.finish()
+        return final
     finally:
         replicas.close()
 
