@@ -45,7 +45,7 @@ from typing import Any
 from benchmarks.reporting import report
 from edge_str.atomic import write_atomic
 from edge_str.compare import CompareSettings, plan_base_jobs, run_study
-from edge_str.compare.report import MARKERS
+from edge_str.compare.report import MARKERS, log_count_axis
 from edge_str.compare.study import dense_param_count
 from edge_str.config import TrainConfig, make_config
 from edge_str.errors import EdgeStrError
@@ -471,7 +471,8 @@ def plot(trees: Sequence[dict[str, Any]], path: Path) -> None:
                 label=COLUMN_TITLES.get(method, "STR budget"),
                 zorder=3,
             )
-        ax.set_xscale("log")
+        log_count_axis(ax, subs=(1.0, 2.0, 5.0))  # 3.6-inch panels: fewer labels
+        ax.tick_params(axis="x", labelsize=8)
         ax.set_title(tree["name"], fontsize=10)
         ax.set_xlabel("parameters")
         ax.grid(True, which="both", alpha=0.3)

@@ -332,13 +332,24 @@ def markdown(result: StudyResult) -> str:
 # ----------------------------------------------------------------------------- plot
 
 
+def log_count_axis(ax, subs: Sequence[float] = (1.0, 2.0, 3.0, 5.0, 7.0)) -> None:
+    """A log x axis of counts (parameters, MACs) labelled 2,000 / 5,000 / 10,000 at ``subs`` of
+    each decade: matplotlib's own labels of a narrow range are minor ticks in 10^x form that
+    run into each other."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(subs=subs))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
 def plot(rows: Sequence[dict[str, Any]], path: str | Path, title: str = "") -> None:
     """Test accuracy against parameters and against MACs per step, with the Pareto fronts."""
     # A bare Figure on the Agg canvas: no pyplot, so the caller's backend (a notebook's inline
     # one, say) and its open figures are left alone.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     fig = Figure(figsize=(12, 4.8))
     FigureCanvasAgg(fig)
@@ -378,10 +389,7 @@ def plot(rows: Sequence[dict[str, Any]], path: str | Path, title: str = "") -> N
                         color=colour,
                     )
         if ok:
-            ax.set_xscale("log")
-            ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 3.0, 5.0, 7.0)))
-            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
-            ax.xaxis.set_minor_formatter(NullFormatter())
+            log_count_axis(ax)
         ax.set_xlabel(label)
         ax.grid(True, which="both", alpha=0.3)
     axes[0].set_ylabel("test accuracy (%)")
