@@ -71,10 +71,11 @@ class LibrarySpeech:
     """libespeak-ng from the espeakng-loader wheel, through ctypes.
 
     libespeak-ng keeps state between utterances (static counters in its wave generator, libc's
-    rand()), so the same call would not give the same samples twice. Each utterance therefore
-    loads a private copy of the library afresh (dlopen of a file no one else opens, ~5 ms), with
-    rand() reseeded as in a new process: the samples depend on the arguments only, as with one
-    espeak-ng process per utterance. The library is global state, so calls are serialised.
+    rand()), and espeak_Initialize seeds its own noise generator (espeak_rand, which the whisper
+    voices draw from) with time(NULL), so the same call would not give the same samples twice.
+    Each utterance therefore loads a private copy of the library afresh (dlopen of a file no one
+    else opens, ~5 ms), with rand() and espeak_rand seeded the same each time: the samples depend
+    on the arguments only. The library is global state, so calls are serialised.
     """
 
     name = "libespeak-ng (espeakng-loader)"
@@ -164,6 +165,7 @@ class LibrarySpeech:
             lib.espeak_SetParameter(_PARAM_PITCH, int(pitch), 0)
             self._chunks = []
             _reseed_libc()
+            _reseed_espeak(lib)
             status = lib.espeak_Synth(
                 data, len(data), 0, _POS_CHARACTER, 0, _CHARS_UTF8, None, None
             )
@@ -183,6 +185,17 @@ def _reseed_libc() -> None:
 
 _LIBC = ctypes.CDLL(None) if os.name == "posix" else None
 
+# espeak_ng_SetRandSeed's seed: any fixed value (1, as for rand()).
+ESPEAK_NOISE_SEED = 1
+
+
+def _reseed_espeak(lib: ctypes.CDLL) -> None:
+    """espeak_rand seeded with a constant, not with the clock as espeak_Initialize seeds it."""
+    seed = getattr(lib, "espeak_ng_SetRandSeed", None)  # espeak-ng >= 1.51
+    if seed is not None:
+        seed.argtypes = [ctypes.c_long]
+        seed(ESPEAK_NOISE_SEED)
+
 
 def _dlclose(handle: int) -> None:
     close = getattr(_ctypes, "dlclose", None)  # POSIX; elsewhere the copy stays loaded
@@ -191,7 +204,11 @@ def _dlclose(handle: int) -> None:
 
 
 class ProgramSpeech:
-    """The espeak-ng program: one process per utterance, WAV through a temporary file."""
+    """The espeak-ng program: one process per utterance, WAV through a temporary file.
+
+    The program seeds its noise from the clock and has no option to fix it, so clips in whisper
+    voices differ from run to run on this path (the library path above is byte-reproducible).
+    """
 
     def __init__(self, program: str) -> None:
         self.program = program
