@@ -67,6 +67,10 @@ class OptimConfig:
     threshold_rate: float | None = setting(None, above=0)
     lr_decay_epochs: int = setting(0, at_least=0)  # 0: cosine over all epochs; N: halve every N
     grad_clip: float = setting(5.0, at_least=0)  # max gradient norm; 0: no clipping
+    # An epoch whose mean training loss climbs back this fraction of the way from the lowest so
+    # far to chance (log of the classes) is undone and trained again at half the learning rates
+    # (edge_str.training.rollback). 0: never.
+    spike_rollback: float = setting(0.25, at_least=0, at_most=1)
 
 
 @dataclass

@@ -61,6 +61,7 @@ from edge_str.training.optim import (
     build_scheduler,
     restore_svd_forms,
 )
+from edge_str.training.rollback import SpikeGuard
 from edge_str.training.summary import final_summary, format_summary, model_summary
 
 # Fields of a metrics record that measure the machine, not the training: excluded when
@@ -250,6 +251,7 @@ def _train(
     best = {"val_accuracy": -1.0, "epoch": -1}
     start_epoch = 0
     resumes: list[dict[str, int]] = []
+    rollbacks: list[dict[str, Any]] = []
     if resume:
         state = load_checkpoint(run_dir / LAST_CHECKPOINT)
         model.load_state_dict(state["model"])
@@ -265,6 +267,7 @@ def _train(
                 f"{cfg.optim.epochs} cannot resume it (give at least {start_epoch})"
             )
         resumes = state.get("resumes", [])
+        rollbacks = state.get("rollbacks", [])
         if cfg.optim.epochs != saved.optim.epochs:  # recorded: config.json and final.json agree
             resumes.append({"after_epoch": start_epoch, "epochs": cfg.optim.epochs,
                             "epochs_before": saved.optim.epochs})  # fmt: skip
@@ -274,12 +277,21 @@ def _train(
         save_run_info(run_dir, RunInfo(cfg, data.class_names, tuple(data.input_shape)))
 
     loss_fn = nn.CrossEntropyLoss()
+    guard = SpikeGuard(cfg.optim.spike_rollback, rollbacks)
     epoch = start_epoch
     try:
-        for epoch in range(start_epoch, cfg.optim.epochs):
+        while epoch < cfg.optim.epochs:
+            before = guard.remember(model, optimizer, scheduler, controller, _rng_state())
             record = _train_epoch(
                 net, data, cfg, epoch, steps, optimizer, loss_fn, device, controller, replicas
             )
+            if guard.is_spike(record["train_loss"], history, len(data.class_names)):
+                undone = guard.undo(
+                    before, model, optimizer, scheduler, controller, epoch, record["train_loss"]
+                )
+                _set_rng_state(before.rng)
+                log(undone)
+                continue  # the same epoch again, from where it started
             if cfg.model.svd_each_epoch:
                 restore_svd_forms(model, optimizer)
             replicas.broadcast_model(model)  # rank 0's refactored factors on every rank
@@ -316,6 +328,7 @@ def _train(
                         "sparsity": None if controller is None else controller.state_dict(),
                         "config": cfg.to_dict(),
                         "resumes": resumes,
+                        "rollbacks": guard.rollbacks,
                     },
                 )
                 _write_metrics(run_dir, history)
@@ -324,6 +337,7 @@ def _train(
                     f"train {record['train_accuracy']:.2%} val {record['val_accuracy']:.2%} "
                     f"{format_summary(record, cfg.model.arch)} {record['seconds']:.1f}s"
                 )
+            epoch += 1
     except KeyboardInterrupt:
         if not replicas.is_main:
             raise
@@ -336,7 +350,9 @@ def _train(
             raise
         raise TrainingDiverged(f"{error}; {_what_is_kept(run_dir)}") from None
     final = (
-        _finish(run_dir, cfg, data, history, best, device, resumes) if replicas.is_main else None
+        _finish(run_dir, cfg, data, history, best, device, resumes, guard.rollbacks)
+        if replicas.is_main
+        else None
     )
     return replicas.from_main(final)
 
@@ -382,7 +398,7 @@ def _train_epoch(
     }
 
 
-def _finish(run_dir, cfg, data, history, best, device, resumes) -> dict[str, Any]:
+def _finish(run_dir, cfg, data, history, best, device, resumes, rollbacks) -> dict[str, Any]:
     model = build_model(cfg.model, data.input_shape, len(data.class_names))
     model.load_state_dict(load_checkpoint(run_dir / BEST_CHECKPOINT)["model"])
     model.to(device)
@@ -399,6 +415,8 @@ def _finish(run_dir, cfg, data, history, best, device, resumes) -> dict[str, Any
     )
     if resumes:
         final["resumes"] = resumes
+    if rollbacks:
+        final["rollbacks"] = rollbacks
     final.update(family.final_extras(model, cfg, run_dir))
     target = target_params_of(cfg.model.target_params, cfg.model.target_kb, cfg.model.target_int8)
     if cfg.model.arch == "fastgrnn" and target is not None:
