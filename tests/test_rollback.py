@@ -50,14 +50,16 @@ def _metrics(run):
 
 
 def _spike_in_second_epoch(monkeypatch):
-    """The real epochs, but the first try of epoch 2 reports SPIKE_LOSS; records the
-    model and optimizer state each try of epoch 2 started from."""
+    """The real epochs, but the first try of epoch 2 reports SPIKE_LOSS; records the model,
+    optimizer and budget controller state each try of epoch 2 started from."""
     real, starts = trainer._train_epoch, []
 
     def epoch_with_a_spike(model, data, cfg, epoch, steps, optimizer, *rest):
         if epoch == 1:
+            controller = rest[2]
+            budget = None if controller is None else copy.deepcopy(controller.state_dict())
             starts.append(
-                (copy.deepcopy(model.state_dict()), copy.deepcopy(optimizer.state_dict()))
+                (copy.deepcopy(model.state_dict()), copy.deepcopy(optimizer.state_dict()), budget)
             )
         record = real(model, data, cfg, epoch, steps, optimizer, *rest)
         if epoch == 1 and len(starts) == 1:
@@ -78,7 +80,7 @@ def test_a_spiked_epoch_is_undone_and_trained_again_at_half_the_rates(
     assert "epoch 2: the training loss climbed back towards chance" in capsys.readouterr().out
 
     # The second try began where the first did: weights, thresholds and Adam's moments.
-    (model_a, optim_a), (model_b, optim_b) = starts
+    (model_a, optim_a, _), (model_b, optim_b, _) = starts
     assert all(torch.equal(model_a[k], model_b[k]) for k in model_a)
     for index, moments in optim_a["state"].items():
         for key, value in moments.items():
@@ -112,3 +114,13 @@ def test_spike_rollback_0_keeps_the_spiked_epoch(speech_tree, tmp_path, monkeypa
     assert _train(speech_tree, tmp_path / "run", "--epochs", "2", "--config", str(config)) == 0
     assert _metrics(tmp_path / "run")[1]["train_loss"] == SPIKE_LOSS
     assert "rollbacks" not in json.loads((tmp_path / "run" / "final.json").read_text())
+
+
+@pytest.mark.slow
+def test_a_budget_run_undoes_its_controller_too(speech_tree, tmp_path, monkeypatch):
+    starts = _spike_in_second_epoch(monkeypatch)
+    assert _train(speech_tree, tmp_path / "run", "--epochs", "3", "--target-params", "300") == 0
+    (_, _, budget_a), (_, _, budget_b) = starts
+    assert budget_a is not None and budget_b == budget_a  # the Rprop step and sign put back
+    final = json.loads((tmp_path / "run" / "final.json").read_text())
+    assert [r["epoch"] for r in final["rollbacks"]] == [2] and "size_budget" in final
