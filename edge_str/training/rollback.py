@@ -30,6 +30,8 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LRScheduler
 
 MAX_ROLLBACKS = 3
 LR_CUT = 0.5  # every learning rate's multiplier at each rollback
@@ -59,8 +61,14 @@ class SpikeGuard:
         return self.fraction > 0 and len(self.rollbacks) < MAX_ROLLBACKS
 
     def remember(
-        self, model: nn.Module, optimizer, scheduler, controller, rng
+        self,
+        model: nn.Module,
+        optimizer: Optimizer,
+        scheduler: LRScheduler,
+        controller: Any,
+        rng: dict[str, Any],
     ) -> EpochStart | None:
+        """The state to put back if this epoch spikes (None once no rollback is left)."""
         if not self.active:
             return None
         return EpochStart(
@@ -85,9 +93,9 @@ class SpikeGuard:
         self,
         start: EpochStart,
         model: nn.Module,
-        optimizer,
-        scheduler,
-        controller,
+        optimizer: Optimizer,
+        scheduler: LRScheduler,
+        controller: Any,
         epoch: int,
         loss: float,
     ) -> str:
