@@ -23,13 +23,9 @@ The test is on the epoch's mean loss over the global batch, which every DDP rank
 
 from __future__ import annotations
 
-import copy
 import math
-from dataclasses import dataclass
 from typing import Any
 
-import torch
-from torch import nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
@@ -38,19 +34,10 @@ LR_CUT = 0.5  # every learning rate's multiplier at each rollback
 MIN_RISE = 0.1  # nats: a run whose loss never left chance has no spike to undo
 
 
-@dataclass
-class EpochStart:
-    """Training state as an epoch began: what an undo puts back."""
-
-    model: dict[str, Any]
-    optimizer: dict[str, Any]
-    scheduler: dict[str, Any]
-    controller: dict[str, Any] | None
-    rng: dict[str, Any]
-
-
 class SpikeGuard:
-    """Whether an epoch's loss spiked (see the module doc), and the undo."""
+    """Whether an epoch's loss spiked (see the module doc), and the learning-rate cut of its
+    rollback; the trainer keeps and puts back the epoch's start (``trainer._training_state``,
+    the state a resume restores from last.pt)."""
 
     def __init__(self, fraction: float, rollbacks: list[dict[str, Any]]) -> None:
         self.fraction = fraction
@@ -59,25 +46,6 @@ class SpikeGuard:
     @property
     def active(self) -> bool:
         return self.fraction > 0 and len(self.rollbacks) < MAX_ROLLBACKS
-
-    def remember(
-        self,
-        model: nn.Module,
-        optimizer: Optimizer,
-        scheduler: LRScheduler,
-        controller: Any,
-        rng: dict[str, Any],
-    ) -> EpochStart | None:
-        """The state to put back if this epoch spikes (None once no rollback is left)."""
-        if not self.active:
-            return None
-        return EpochStart(
-            copy.deepcopy(model.state_dict()),
-            copy.deepcopy(optimizer.state_dict()),  # its tensors are the live moments: copied
-            copy.deepcopy(scheduler.state_dict()),
-            None if controller is None else copy.deepcopy(controller.state_dict()),
-            rng,
-        )
 
     def is_spike(self, loss: float, history: list[dict[str, Any]], classes: int) -> bool:
         """Whether ``loss`` climbed back ``fraction`` of the way from the lowest so far to
@@ -88,23 +56,11 @@ class SpikeGuard:
         rise = loss - lowest
         return rise > MIN_RISE and rise > self.fraction * (math.log(classes) - lowest)
 
-    @torch.no_grad()
-    def undo(
-        self,
-        start: EpochStart,
-        model: nn.Module,
-        optimizer: Optimizer,
-        scheduler: LRScheduler,
-        controller: Any,
-        epoch: int,
-        loss: float,
+    def cut_learning_rates(
+        self, optimizer: Optimizer, scheduler: LRScheduler, epoch: int, loss: float
     ) -> str:
-        """Put ``start`` back with every learning rate cut by ``LR_CUT``; the line to log."""
-        model.load_state_dict(start.model)
-        optimizer.load_state_dict(start.optimizer)
-        scheduler.load_state_dict(start.scheduler)
-        if controller is not None:
-            controller.load_state_dict(start.controller)
+        """Every learning rate times ``LR_CUT`` for the rest of the run, once the trainer has put
+        the epoch's start back; records the rollback and returns the line to log."""
         # LambdaLR computes lr = base_lr * factor(epoch); StepLR scales the group's lr: both cut.
         scheduler.base_lrs = [lr * LR_CUT for lr in scheduler.base_lrs]
         for group in optimizer.param_groups:

@@ -11,6 +11,7 @@ one exactly.
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import json
 import math
@@ -154,6 +155,26 @@ def _set_rng_state(state: dict[str, Any]) -> None:
     random.setstate((version, tuple(internal), gauss_next))
 
 
+def _training_state(model, optimizer, scheduler, controller) -> dict[str, Any]:
+    """What a resume (from last.pt) or a rollback (from memory) puts back; live tensors."""
+    return {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "sparsity": None if controller is None else controller.state_dict(),
+        "rng": _rng_state(),
+    }
+
+
+def _restore_training_state(state: dict[str, Any], model, optimizer, scheduler, controller) -> None:
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    if controller is not None:
+        controller.load_state_dict(state["sparsity"])
+    _set_rng_state(state["rng"])
+
+
 def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
     np.random.seed(seed)
@@ -254,13 +275,8 @@ def _train(
     rollbacks: list[dict[str, Any]] = []
     if resume:
         state = load_checkpoint(run_dir / LAST_CHECKPOINT)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        if controller is not None:
-            controller.load_state_dict(state["sparsity"])
+        _restore_training_state(state, model, optimizer, scheduler, controller)
         history, best, start_epoch = state["history"], state["best"], state["epoch"] + 1
-        _set_rng_state(state["rng"])
         if cfg.optim.epochs < start_epoch:
             raise EdgeStrError(
                 f"{run_dir}: has trained {start_epoch} epochs already; --epochs "
@@ -281,16 +297,16 @@ def _train(
     epoch = start_epoch
     try:
         while epoch < cfg.optim.epochs:
-            before = guard.remember(model, optimizer, scheduler, controller, _rng_state())
+            # The epoch's start, for a rollback: copied, as the state dicts hold live tensors.
+            before = None
+            if guard.active:
+                before = copy.deepcopy(_training_state(model, optimizer, scheduler, controller))
             record = _train_epoch(
                 net, data, cfg, epoch, steps, optimizer, loss_fn, device, controller, replicas
             )
             if guard.is_spike(record["train_loss"], history, len(data.class_names)):
-                undone = guard.undo(
-                    before, model, optimizer, scheduler, controller, epoch, record["train_loss"]
-                )
-                _set_rng_state(before.rng)
-                log(undone)
+                _restore_training_state(before, model, optimizer, scheduler, controller)
+                log(guard.cut_learning_rates(optimizer, scheduler, epoch, record["train_loss"]))
                 continue  # the same epoch again, from where it started
             if cfg.model.svd_each_epoch:
                 restore_svd_forms(model, optimizer)
@@ -318,14 +334,10 @@ def _train(
                 save_checkpoint(
                     run_dir / LAST_CHECKPOINT,
                     {
-                        "model": model.state_dict(),
-                        "optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict(),
+                        **_training_state(model, optimizer, scheduler, controller),
                         "epoch": epoch,
                         "history": history,
                         "best": best,
-                        "rng": _rng_state(),
-                        "sparsity": None if controller is None else controller.state_dict(),
                         "config": cfg.to_dict(),
                         "resumes": resumes,
                         "rollbacks": guard.rollbacks,
