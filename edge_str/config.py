@@ -65,6 +65,10 @@ class OptimConfig:
     # run, so their path follows training progress, not the number of steps (see
     # edge_str.training.optim). None: thresholds step like the weights (the CNN path).
     threshold_rate: float | None = setting(None, above=0)
+    # STR low-rank matrices: each step on direction i of the factors W1, W2 is scaled by
+    # min(1, this / |sigma_i|), so no direction moves W faster than one of this singular value
+    # would (edge_str.training.factor_steps). 0: unscaled.
+    factor_step_sigma: float = setting(0.0, at_least=0)
     lr_decay_epochs: int = setting(0, at_least=0)  # 0: cosine over all epochs; N: halve every N
     grad_clip: float = setting(5.0, at_least=0)  # max gradient norm; 0: no clipping
     # An epoch whose mean training loss climbs back this fraction of the way from the lowest so
@@ -154,7 +158,9 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
 # a point of dense or above it (0.01: as accurate or less, 5-25% larger; 0.1 collapsed one tree
 # to 36.5% before the thresholds' rate ramped up at the start, THRESHOLD_WARMUP_FRACTION).
 # README "What a short run learns"; `make quality` checks it on five other trees.
-FASTGRNN_DEFAULTS: dict[str, Any] = {"optim": {"threshold_rate": 1000.0, "threshold_decay": 0.03}}
+FASTGRNN_DEFAULTS: dict[str, Any] = {
+    "optim": {"threshold_rate": 1000.0, "threshold_decay": 0.03, "factor_step_sigma": 3.0}
+}
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:

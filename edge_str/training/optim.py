@@ -29,6 +29,7 @@ from torch import nn
 from edge_str.config import OptimConfig
 from edge_str.lowrank import LowRankMatrix, SvdRefactor
 from edge_str.parametrization import threshold_parameters
+from edge_str.training.factor_steps import scale_factor_steps
 from edge_str.validation import check_settings
 
 
@@ -79,7 +80,8 @@ def build_optimizer(
     model: nn.Module, cfg: OptimConfig, steps_per_epoch: int | None = None
 ) -> torch.optim.Optimizer:
     """Adam or SGD (+ momentum) with thresholds in their own group (decay, and with
-    ``threshold_rate`` their own rule: see the module doc; it needs ``steps_per_epoch``)."""
+    ``threshold_rate`` their own rule: see the module doc; it needs ``steps_per_epoch``), and
+    with ``factor_step_sigma`` the STR factors' steps scaled (``training.factor_steps``)."""
     check_optimizer(cfg)
     thresholds = threshold_parameters(model)
     threshold_ids = {id(p) for p in thresholds}
@@ -98,8 +100,11 @@ def build_optimizer(
     if cfg.optimizer == "sgd":
         # Nesterov needs momentum > 0; plain SGD when momentum is 0.
         nesterov = cfg.nesterov and cfg.momentum > 0
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=nesterov)
-    return torch.optim.Adam(groups, lr=cfg.lr)
+        optimizer = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=nesterov)
+    else:
+        optimizer = torch.optim.Adam(groups, lr=cfg.lr)
+    scale_factor_steps(optimizer, model, cfg.factor_step_sigma)
+    return optimizer
 
 
 @torch.no_grad()
