@@ -27,9 +27,9 @@ import torch
 from torch import nn
 
 from edge_str.config import OptimConfig
-from edge_str.lowrank import LowRankMatrix, SvdRefactor
+from edge_str.lowrank import SvdRefactor
 from edge_str.parametrization import threshold_parameters
-from edge_str.training.factor_steps import scale_factor_steps
+from edge_str.training.factor_steps import scale_factor_steps, str_matrices
 from edge_str.validation import check_settings
 
 
@@ -115,12 +115,10 @@ def restore_svd_forms(model: nn.Module, optimizer: torch.optim.Optimizer) -> int
     optimizer's moments of W1, W2 and sigma are carried into the new basis by
     ``carry_moments_``, so Adam neither restarts from zero nor steps on stale coordinates.
     """
-    refactored = 0
-    for module in model.modules():
-        if isinstance(module, LowRankMatrix) and module.mode == "str":
-            carry_moments_(optimizer.state, module.restore_svd_form_())
-            refactored += 1
-    return refactored
+    matrices = str_matrices(model)
+    for matrix in matrices:
+        carry_moments_(optimizer.state, matrix.restore_svd_form_())
+    return len(matrices)
 
 
 LINEAR_MOMENTS = ("exp_avg", "momentum_buffer")  # averages of gradients: carried exactly
