@@ -101,7 +101,8 @@ def test_every_run_is_the_defaults_and_finished_runs_are_reused(tiny_run):
     assert extra == ["dense", "gru-h64", "str-default"]  # the repeated methods only
     stamps = {p: p.stat().st_mtime_ns for p in studies.glob("*/runs/*/final.json")}
     assert len(stamps) == 6 + 3
-    again = quality.main(root / "out2", root / "work", [tree], jobs=1, epochs=1, seeds=SEEDS)
+    # Again through the pool of study processes (jobs=2): the same rows, nothing retrained.
+    again = quality.main(root / "out2", root / "work", [tree], jobs=2, epochs=1, seeds=SEEDS)
     assert {p: p.stat().st_mtime_ns for p in studies.glob("*/runs/*/final.json")} == stamps
     assert again["trees"][0]["rows"] == results["trees"][0]["rows"]
 
