@@ -12,8 +12,9 @@ the installed package and nothing tuned per tree (the defaults are read, never r
     str                 FastGRNN, STR learns the ranks of W and U
     budget-0.5/-0.25    STR steered to 1/2 and 1/4 of the dense model's parameters
 
-through ``edge-str compare``'s study (its process pool, its resume: finished runs are reused, so
-the script can be run again after an interruption). Before anything trains it checks that every
+through ``edge-str compare``'s study, one study per seed, the studies in a pool of processes
+(the study's resume: finished runs are reused, so the script can be run again after an
+interruption). Before anything trains it checks that every
 planned run's config equals the defaults but for the method's own settings (and the seed).
 
 The runs the accuracy targets compare (GRU, dense, STR) train once per seed of ``SEEDS``, the
@@ -52,6 +53,7 @@ from edge_str.compare.study import dense_param_count
 from edge_str.config import TrainConfig, make_config
 from edge_str.errors import EdgeStrError
 from edge_str.scheduling import config_difference
+from edge_str.scheduling.local import init_worker
 
 BASELINE_HIDDEN = 64  # the issue's nn.GRU(64) / nn.LSTM(64)
 BUDGET_FRACTIONS = (0.5, 0.25)  # of the dense model's parameters
@@ -232,12 +234,6 @@ def run_seed_study(study: SeedStudy) -> dict[str, Any]:
     }
 
 
-def _init_study_worker() -> None:
-    import torch
-
-    torch.set_num_threads(1)
-
-
 def run_seed_studies(studies: Sequence[SeedStudy], jobs: int) -> list[dict[str, Any]]:
     """Every study, ``jobs`` at a time, each in its own process running its runs one by one:
     a pool over whole studies keeps every core busy, where one study at a time left a core idle
@@ -250,7 +246,7 @@ def run_seed_studies(studies: Sequence[SeedStudy], jobs: int) -> list[dict[str, 
             print(results[i]["summary"], flush=True)
         return results  # type: ignore[return-value]
     context = multiprocessing.get_context("spawn")
-    pool = ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_study_worker)
+    pool = ProcessPoolExecutor(jobs, mp_context=context, initializer=init_worker)
     try:
         futures = {pool.submit(run_seed_study, studies[i]): i for i in order}
         for future in as_completed(futures):
@@ -264,7 +260,9 @@ def run_seed_studies(studies: Sequence[SeedStudy], jobs: int) -> list[dict[str, 
     return results  # type: ignore[return-value]
 
 
-def tree_result(tree: Tree, studies: Sequence[SeedStudy], done: Sequence[dict[str, Any]]):
+def tree_result(
+    tree: Tree, studies: Sequence[SeedStudy], done: Sequence[dict[str, Any]]
+) -> dict[str, Any]:
     """The tree's rows (all seeds), targets and timing."""
     rows = sorted((row for d in done for row in d["rows"]), key=_row_order)
     first = studies[0]

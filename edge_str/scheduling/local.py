@@ -26,7 +26,8 @@ def default_jobs() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _init_worker() -> None:
+def init_worker() -> None:
+    """A worker process's set-up: one torch (and OpenMP) thread."""
     torch.set_num_threads(1)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
@@ -66,7 +67,7 @@ class ProcessPoolBackend(Backend):
 
     def __enter__(self) -> ProcessPoolBackend:
         context = multiprocessing.get_context("spawn")
-        self._pool = ProcessPoolExecutor(self.jobs, mp_context=context, initializer=_init_worker)
+        self._pool = ProcessPoolExecutor(self.jobs, mp_context=context, initializer=init_worker)
         return self
 
     def __exit__(self, kind, error, trace) -> None:
